@@ -1,0 +1,136 @@
+"""The flowledger (alias: workflow) command line."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+import sqlalchemy as sa
+
+from app.runtime import Runtime, load_settings, start
+from services import db
+from services.errors import FlowledgerError
+
+
+def _runtime(*, migrate: bool) -> Runtime:
+    return start(load_settings(), migrate=migrate)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Flowledger: the flight recorder for workflow automations."""
+
+
+@cli.command()
+def serve() -> None:
+    """Start the dashboard, ingestion API and scheduler (embedded PostgreSQL unless DATABASE_URL)."""
+    from app.server import serve as run_server
+
+    settings = load_settings()
+    runtime = _runtime(migrate=True)
+    where = "embedded PostgreSQL in " + str(settings.data_dir / "pgdata") if runtime.embedded \
+        else "DATABASE_URL"
+    click.echo(f"flowledger: database ready ({where}); dashboard and API on "
+               f"http://{settings.host}:{settings.port}/", err=True)
+    try:
+        run_server(runtime)
+    finally:
+        runtime.close()
+        click.echo("flowledger: stopped", err=True)
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply pending migrations (a no-op when the schema is current)."""
+    runtime = _runtime(migrate=False)
+    try:
+        before, after = runtime.database.migrate()
+    finally:
+        runtime.close()
+    if before == after:
+        click.echo(f"schema already at {', '.join(sorted(after))}; nothing to do")
+    else:
+        click.echo(f"migrated from {', '.join(sorted(before)) or 'empty'} to {', '.join(sorted(after))}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
+def config(as_json: bool) -> None:
+    """Print the effective settings, secrets redacted."""
+    values = load_settings().redacted()
+    if as_json:
+        click.echo(json.dumps(values, indent=2, default=str))
+        return
+    width = max(len(k) for k in values)
+    for key, value in values.items():
+        click.echo(f"{key.ljust(width)}  {value}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def status(as_json: bool) -> None:
+    """Database, schema version and row counts per ledger table."""
+    import migrations
+
+    runtime = _runtime(migrate=False)
+    try:
+        with runtime.database.admin() as conn:
+            report = {
+                "database": "embedded " + str(runtime.embedded.pgdata) if runtime.embedded
+                else str(runtime.database.admin_url.render_as_string(hide_password=True)),
+                "server_version": conn.execute(sa.text("SHOW server_version")).scalar_one(),
+                "schema_version": sorted(migrations.current(conn)),
+                "schema_head": sorted(migrations.heads()),
+                "rows": _row_counts(conn),
+            }
+    finally:
+        runtime.close()
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+        return
+    click.echo(f"database        {report['database']} (PostgreSQL {report['server_version']})")
+    current = ", ".join(report["schema_version"]) or "not migrated"
+    state = "current" if report["schema_version"] == report["schema_head"] else "run: flowledger migrate"
+    click.echo(f"schema version  {current} ({state})")
+    click.echo("rows per ledger table:")
+    for table, count in report["rows"].items():
+        click.echo(f"  {table.ljust(24)} {count if count is not None else '-':>12}")
+
+
+def _row_counts(conn: sa.Connection) -> dict[str, int | None]:
+    counts: dict[str, int | None] = {}
+    for table in db.LEDGER_TABLES:
+        exists = conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": table}).scalar()
+        counts[table] = conn.execute(sa.text(f'SELECT count(*) FROM "{table}"')).scalar_one() \
+            if exists else None
+    return counts
+
+
+def register(group: click.Group) -> None:
+    """Attach command groups defined in other modules."""
+    for command in _extra_commands():
+        group.add_command(command)
+
+
+def _extra_commands() -> list[click.Command]:
+    return []
+
+
+register(cli)
+
+
+def main() -> None:
+    """Entry point: domain errors become one line on stderr and a non-zero exit."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except FlowledgerError as exc:
+        click.echo(f"flowledger: error: {exc}", err=True)
+        sys.exit(2)
+    except SystemExit:
+        raise

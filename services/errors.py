@@ -1,0 +1,37 @@
+"""Domain exceptions; the edges (REST, CLI, pages) map them to statuses, exit codes and messages."""
+
+
+class FlowledgerError(Exception):
+    """Base of every error the product raises on purpose."""
+
+
+class ConfigurationError(FlowledgerError):
+    """A setting is wrong; the message names the setting."""
+
+
+class DatabaseUnavailable(FlowledgerError):
+    """The database cannot be reached or is not migrated."""
+
+
+class NotFound(FlowledgerError):
+    """The requested record does not exist."""
+
+
+class Conflict(FlowledgerError):
+    """The request contradicts what the ledger already holds."""
+
+
+class InvalidInput(FlowledgerError):
+    """Input was understood but is not acceptable; `problems` lists every reason."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
+
+
+class ObjectStoreError(FlowledgerError):
+    """The object store failed or does not hold the requested object."""
+
+
+class CodecError(FlowledgerError):
+    """A stored payload cannot be decoded: corrupt, truncated or the wrong dictionary."""
