@@ -5,7 +5,7 @@ import logging
 
 from flask import Flask
 
-from app import api_health, dashboard, problems
+from app import api_health, auth, dashboard, problems
 from app.runtime import Runtime
 from app.settings import Settings
 from services import db
@@ -27,6 +27,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     db.configure(runtime.database)
     problems.init_app(server)
     api_health.init_app(server)
+    auth.init_app(server, runtime)
     for module in _api_modules():
         module.init_app(server, runtime)
     dashboard.init_app(server, runtime)
