@@ -12,7 +12,7 @@ from app.runtime import Runtime
 from app.settings import Settings
 from services.db import Database
 
-pytest_plugins = ["tests.fixtures.postgres"]
+pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.s3"]
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,186 @@
+"""Mask sensitive values in JSON-like payloads and headers before they are stored."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+MASK = "***"
+
+# A starting point for the global rules; settings and workflows add their own.
+DEFAULT_SENSITIVE_KEYS = (
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "api_key",
+    "apikey",
+    "password",
+    "passwd",
+    "secret",
+    "client_secret",
+    "token",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "private_key",
+    "card_number",
+    "cvv",
+    "cvc",
+    "iban",
+)
+
+_SEPARATORS = re.compile(r"[-_\s]")
+_SEGMENT = re.compile(r"""\.?([^.\[\]'"]+)|\[(\*|\d+)\]|\[\s*(['"])(.*?)\3\s*\]""")
+
+
+@dataclass(frozen=True)
+class _Rules:
+    names: frozenset[str]
+    patterns: tuple[str, ...]
+    paths: tuple[tuple[tuple[str, Any], ...], ...]
+
+
+def normalise_key(key: object) -> str:
+    """Return the form keys are compared in: lower case, without `-`, `_` or spaces."""
+    # Dropping separators (rather than mapping `-` to `_`) also makes apiKey, api_key and
+    # API-KEY one name: a credential must not survive because of how a vendor spells it.
+    return _SEPARATORS.sub("", str(key)).casefold()
+
+
+def mask_payload(value: Any, *, keys: Iterable[str], paths: Iterable[str] = ()) -> Any:
+    """Return a deep copy of `value` with every sensitive value replaced by "***"."""
+    masked, _ = _apply(value, keys=keys, paths=paths)
+    return masked
+
+
+def masked_paths(value: Any, *, keys: Iterable[str], paths: Iterable[str] = ()) -> list[str]:
+    """Return the concrete paths (like `items[0].card_number`) that masking would replace."""
+    _, hits = _apply(value, keys=keys, paths=paths)
+    return hits
+
+
+def mask_headers(headers: Mapping[str, str], *, keys: Iterable[str]) -> dict[str, str]:
+    """Return the headers with the values of sensitive ones replaced by "***"."""
+    rules = _compile(keys, ())
+    return {name: MASK if _key_matches(rules, name) else value for name, value in headers.items()}
+
+
+def compile_path(path: str) -> tuple[tuple[str, Any], ...]:
+    """Parse `customer.email`, `$.items[*].card_number` or `a["b.c"][0]` into segments."""
+    text = path.strip()
+    text = text[1:] if text.startswith("$") else text
+    segments: list[tuple[str, Any]] = []
+    position = 0
+    while position < len(text):
+        match = _SEGMENT.match(text, position)
+        if match is None or match.end() == position:
+            raise ValueError(f"invalid masking path {path!r} at character {position}")
+        name, index, _, quoted = match.groups()
+        segments.append(_segment(name, index, quoted))
+        position = match.end()
+    if not segments:
+        raise ValueError(f"empty masking path {path!r}")
+    return tuple(segments)
+
+
+def _segment(name: str | None, index: str | None, quoted: str | None) -> tuple[str, Any]:
+    if index is not None:
+        return ("any_index", None) if index == "*" else ("index", int(index))
+    if quoted is not None:
+        return ("key", normalise_key(quoted))
+    return ("any_key", None) if name == "*" else ("key", normalise_key(name))
+
+
+def _compile(keys: Iterable[str], paths: Iterable[str]) -> _Rules:
+    if isinstance(keys, str) or isinstance(paths, str):
+        raise TypeError("keys and paths are collections of strings, not one string")
+    normalised = [normalise_key(key) for key in keys]
+    return _Rules(
+        names=frozenset(key for key in normalised if not _is_pattern(key)),
+        patterns=tuple(key for key in normalised if _is_pattern(key)),
+        paths=tuple(compile_path(path) for path in paths),
+    )
+
+
+def _is_pattern(key: str) -> bool:
+    return any(char in key for char in "*?[")
+
+
+def _key_matches(rules: _Rules, key: object) -> bool:
+    name = normalise_key(key)
+    return name in rules.names or any(fnmatch.fnmatchcase(name, pattern) for pattern in rules.patterns)
+
+
+def _apply(value: Any, *, keys: Iterable[str], paths: Iterable[str]) -> tuple[Any, list[str]]:
+    rules = _compile(keys, paths)
+    hits: list[str] = []
+    start = frozenset((number, 0) for number in range(len(rules.paths)))
+    return _walk(value, rules, start, "$", hits), hits
+
+
+def _walk(value: Any, rules: _Rules, states: frozenset[tuple[int, int]], where: str, hits: list[str]) -> Any:
+    if isinstance(value, Mapping):
+        return {key: _child(item, key, rules, states, f"{where}.{key}", hits) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_child(item, index, rules, states, f"{where}[{index}]", hits) for index, item in enumerate(value)]
+    if isinstance(value, str):
+        return _walk_embedded_json(value, rules, states, where, hits)
+    return value  # numbers, booleans and None are immutable
+
+
+def _child(
+    item: Any, step: object, rules: _Rules, states: frozenset[tuple[int, int]], where: str, hits: list[str]
+) -> Any:
+    is_key = not isinstance(step, int)
+    if is_key and _key_matches(rules, step):
+        return _hit(where, hits)
+    advanced = _advance(rules, states, step, is_key)
+    if any(position == len(rules.paths[number]) for number, position in advanced):
+        return _hit(where, hits)
+    return _walk(item, rules, advanced, where, hits)
+
+
+def _advance(
+    rules: _Rules, states: frozenset[tuple[int, int]], step: object, is_key: bool
+) -> frozenset[tuple[int, int]]:
+    advanced = set()
+    for number, position in states:
+        kind, wanted = rules.paths[number][position]
+        if is_key and (kind == "any_key" or (kind == "key" and normalise_key(step) == wanted)):
+            advanced.add((number, position + 1))
+        elif not is_key and (kind == "any_index" or (kind == "index" and step == wanted)):
+            advanced.add((number, position + 1))
+        elif not is_key and kind in ("key", "any_key"):
+            # Lists are traversed implicitly: `items.card_number` also reaches every item,
+            # because a path that silently misses a list would leave card numbers stored.
+            advanced.add((number, position))
+    return frozenset(advanced)
+
+
+def _walk_embedded_json(
+    text: str, rules: _Rules, states: frozenset[tuple[int, int]], where: str, hits: list[str]
+) -> str:
+    # HTTP steps often keep a response body as a JSON string; its secrets count too.
+    stripped = text.lstrip()
+    if not stripped.startswith(("{", "[")):
+        return text
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return text
+    before = len(hits)
+    masked = _walk(parsed, rules, states, where, hits)
+    if len(hits) == before:
+        return text  # untouched: keep the string byte for byte as received
+    return json.dumps(masked, separators=(",", ":"), ensure_ascii=False)
+
+
+def _hit(where: str, hits: list[str]) -> str:
+    hits.append(where[2:] if where.startswith("$.") else where[1:])
+    return MASK
