@@ -6,6 +6,7 @@ import logging
 from flask import Flask
 
 from app import api_health, auth, dashboard, problems
+from app.jsonio import ApiJSONProvider
 from app.runtime import Runtime
 from app.settings import Settings
 from services import db
@@ -22,6 +23,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
         runtime = start(settings or Settings())
     settings = runtime.settings
     server = Flask("flowledger")
+    server.json_provider_class = ApiJSONProvider
+    server.json = ApiJSONProvider(server)
     server.config["MAX_CONTENT_LENGTH"] = None
     server.extensions["flowledger"] = runtime
     db.configure(runtime.database)
@@ -40,4 +43,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
 
 def _api_modules() -> list:
     """REST blueprints, each with init_app(server, runtime); imported here to keep wiring in one place."""
-    return []
+    from app import api_events, api_executions
+
+    return [api_events, api_executions]

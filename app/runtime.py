@@ -10,6 +10,8 @@ from app.settings import Settings
 from migrations import Roles
 from services import db
 from services.errors import ConfigurationError
+from services.objectstore import open_store
+from services.payloads import PayloadConfig
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -37,6 +39,18 @@ class Runtime:
     database: db.Database
     embedded: db.EmbeddedServer | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def payloads(self) -> PayloadConfig:
+        """Payload storage settings and the object store, built once per process."""
+        if "payloads" not in self.extras:
+            s = self.settings
+            store = open_store(s.object_store_url, local_root=s.objects_dir, endpoint_url=s.s3_endpoint_url,
+                               region=s.s3_region)
+            self.extras["payloads"] = PayloadConfig(
+                store=store, masking_keys=tuple(s.masking_keys), masking_paths=tuple(s.masking_paths),
+                inline_max_bytes=s.inline_payload_max_bytes)
+        return self.extras["payloads"]
 
     def close(self) -> None:
         """Release connections and stop an embedded server this runtime started."""

@@ -1,0 +1,1 @@
+"""Reusable UI: pure figure builders, cards, grids and the page shell; no I/O."""

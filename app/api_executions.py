@@ -1,0 +1,66 @@
+"""Executions: external engines report them; anyone with read access inspects them."""
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, Flask, Response, jsonify, request
+from sqlalchemy.exc import IntegrityError
+
+from app.api_common import BodyTooLarge, parse_limit, parse_time, parse_uuid, read_body, runtime
+from app.problems import problem
+from app.runtime import Runtime
+from services import executions, inspection, reporting
+from services.errors import InvalidInput
+
+bp = Blueprint("executions", __name__, url_prefix="/api/v1")
+
+
+@bp.post("/executions")
+def report_executions() -> Response:
+    """Record one execution or a batch with their steps in one transaction; 201 with ids."""
+    rt = runtime()
+    try:
+        body = read_body(request, rt.settings.max_body_bytes)
+    except BodyTooLarge as exc:
+        return problem(413, "Payload too large", str(exc), slug="payload-too-large")
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):
+        raise InvalidInput("body must be JSON") from None
+    reports = reporting.parse_reports(parsed)
+    try:
+        with rt.database.writer() as conn:
+            records = [reporting.report_execution(conn, rt.payloads, report) for report in reports]
+    except IntegrityError:
+        # A concurrent request recorded the same execution id first: the retry sees it as existing.
+        with rt.database.writer() as conn:
+            records = [reporting.report_execution(conn, rt.payloads, report) for report in reports]
+    return jsonify(executions=[{"execution_id": r.execution_id, "trace_id": r.trace_id, "created": r.created}
+                               for r in records]), 201
+
+
+@bp.get("/executions")
+def list_executions() -> Response:
+    """Executions newest first; filters workflow_id, status, trigger_source, since, until, payload.<path>."""
+    args = request.args
+    payload = {k.removeprefix("payload."): v for k, v in args.items() if k.startswith("payload.")}
+    with runtime().database.reader() as conn:
+        page = executions.search(
+            conn, workflow_id=args.get("workflow_id"), status=args.get("status"),
+            trigger_source=args.get("trigger_source"), since=parse_time(args, "since"),
+            until=parse_time(args, "until"), payload=payload or None, cursor=args.get("cursor"),
+            limit=parse_limit(args))
+    return jsonify(page)
+
+
+@bp.get("/executions/<execution_id>")
+def get_execution(execution_id: str) -> Response:
+    """The execution with its steps, payloads, audit events and log lines."""
+    rt = runtime()
+    with rt.database.reader() as conn:
+        return jsonify(inspection.get_execution(conn, rt.payloads, parse_uuid(execution_id, "execution id")))
+
+
+def init_app(server: Flask, rt: Runtime) -> None:
+    """Register the execution endpoints."""
+    server.register_blueprint(bp)

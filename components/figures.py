@@ -1,0 +1,169 @@
+"""Figure builders for the overview and workflow pages: data frames in, go.Figure out."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from components import theme
+from components.format import truncate
+from components.replay import replay_comparison, replay_diff
+from components.timeline import execution_timeline, timeline_window
+
+__all__ = [
+    "execution_timeline",
+    "timeline_window",
+    "failure_rate_hourly",
+    "failure_rate_daily",
+    "top_failures",
+    "status_counts",
+    "replay_comparison",
+    "replay_diff",
+]
+
+_RATE_HOVER = "%{x|%Y-%m-%d %H:%M}<br>rate %{y:.1%}<br>%{customdata[1]} failed of %{customdata[0]}<extra></extra>"
+
+
+def failure_rate_hourly(rates: pd.DataFrame, *, threshold: float = 0.05) -> go.Figure:
+    """Hourly failure rate as bars, a dashed alert line at `threshold` and red markers where it was crossed."""
+    if rates.empty:
+        return theme.empty_figure("No executions in this period")
+    frame = rates.sort_values("hour")
+    custom = frame[["executions", "failed"]].to_numpy()
+    above = frame["rate"] > threshold
+    fig = theme.new_figure()
+    fig.add_trace(
+        go.Bar(
+            name="failure rate",
+            x=frame["hour"],
+            y=frame["rate"],
+            customdata=custom,
+            marker={"color": [theme.RED if flag else theme.GREY for flag in above]},
+            hovertemplate=_RATE_HOVER,
+        )
+    )
+    crossed = frame[above]
+    fig.add_trace(
+        go.Scatter(
+            name=f"above {threshold:.0%}",
+            x=crossed["hour"],
+            y=crossed["rate"],
+            mode="markers",
+            customdata=custom[above.to_numpy()],
+            marker={"color": theme.RED, "size": 9, "symbol": "circle"},
+            hovertemplate=_RATE_HOVER,
+        )
+    )
+    fig.add_hline(
+        y=threshold,
+        line={"dash": "dash", "color": theme.RED, "width": 1.5},
+        name="threshold",
+        annotation={"text": f"{threshold:.0%} alert", "font": {"color": theme.RED, "size": 11}},
+        annotation_position="top left",
+    )
+    top = max(float(frame["rate"].max()), threshold) * 1.15
+    fig.update_layout(
+        title="Failure rate per hour",
+        showlegend=False,
+        bargap=0.1,
+        height=300,
+        yaxis={"tickformat": ".0%", "range": [0, top], "title": None},
+        xaxis={"title": None},
+    )
+    return fig
+
+
+def failure_rate_daily(rates: pd.DataFrame) -> go.Figure:
+    """Daily failure rate as a trend line, with executions per day as light bars behind it."""
+    if rates.empty:
+        return theme.empty_figure("No executions in this period")
+    frame = rates.sort_values("day")
+    custom = frame[["executions", "failed"]].to_numpy()
+    fig = theme.new_figure()
+    fig.add_trace(
+        go.Bar(
+            name="executions",
+            x=frame["day"],
+            y=frame["executions"],
+            yaxis="y2",
+            marker={"color": theme.GRID},
+            hovertemplate="%{x|%Y-%m-%d}<br>%{y} executions<extra></extra>",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            name="failure rate",
+            x=frame["day"],
+            y=frame["rate"],
+            mode="lines+markers",
+            customdata=custom,
+            line={"color": theme.RED, "width": 2},
+            marker={"size": 5},
+            hovertemplate=_RATE_HOVER.replace("%Y-%m-%d %H:%M", "%Y-%m-%d"),
+        )
+    )
+    fig.update_layout(
+        title="Failure rate per day",
+        height=300,
+        showlegend=False,
+        yaxis={"tickformat": ".0%", "rangemode": "tozero", "title": None},
+        yaxis2={"overlaying": "y", "side": "right", "showgrid": False, "rangemode": "tozero", "title": None},
+    )
+    return fig
+
+
+def top_failures(df: pd.DataFrame, *, label: str, title: str, limit: int = 10) -> go.Figure:
+    """Horizontal bars of failure counts per `label` value, largest at the top, top `limit` only."""
+    if df.empty:
+        return theme.empty_figure("No failures in this period")
+    frame = df.sort_values(["failures", label], ascending=[False, True], kind="stable").head(limit)
+    names = frame[label].astype(str).tolist()
+    fig = theme.new_figure()
+    fig.add_trace(
+        go.Bar(
+            orientation="h",
+            x=frame["failures"],
+            y=names,
+            marker={"color": theme.RED},
+            text=frame["failures"],
+            textposition="outside",
+            cliponaxis=False,
+            hovertemplate="%{y}<br>%{x} failures<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title,
+        height=60 + 26 * len(frame),
+        showlegend=False,
+        margin={"r": 40},
+        yaxis={
+            "autorange": "reversed",
+            "tickmode": "array",
+            "tickvals": names,
+            "ticktext": [truncate(name, 48) for name in names],
+            "title": None,
+        },
+        xaxis={"title": None, "rangemode": "tozero"},
+    )
+    return fig
+
+
+def status_counts(df: pd.DataFrame) -> go.Figure:
+    """Donut of execution counts per status (columns `status`, `count`), in status colours."""
+    if df.empty or df["count"].sum() == 0:
+        return theme.empty_figure("No executions in this period")
+    frame = df.sort_values("count", ascending=False)
+    fig = theme.new_figure()
+    fig.add_trace(
+        go.Pie(
+            labels=frame["status"],
+            values=frame["count"],
+            hole=0.6,
+            sort=False,
+            marker={"colors": [theme.status_color(status) for status in frame["status"]]},
+            textinfo="percent",
+            hovertemplate="%{label}: %{value} (%{percent})<extra></extra>",
+        )
+    )
+    fig.update_layout(title="Executions by status", height=280, legend={"orientation": "v", "x": 1, "y": 0.5})
+    return fig

@@ -1,0 +1,229 @@
+"""Events: kept byte for byte as received, with a JSONB copy for queries when the body allows one."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from services.errors import NotFound
+
+STATUSES = ("received", "routed", "processed", "failed", "dead_lettered", "rejected")
+KEPT_HEADERS = ("content-type", "user-agent", "x-event-type", "ce-type", "ce-id", "ce-source", "webhook-id",
+                "idempotency-key", "traceparent", "x-request-id", "x-github-event", "x-github-delivery")
+
+
+@dataclass(frozen=True)
+class IncomingEvent:
+    """One webhook request as the edge received it."""
+
+    source_system: str
+    body: bytes
+    content_type: str | None = None
+    event_type: str | None = None
+    idempotency_key: str | None = None
+    traceparent: str | None = None
+    headers: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """The outcome of ingesting one event."""
+
+    event_id: UUID
+    duplicate: bool
+    status: str
+    rejected_reason: str | None = None
+    payload: Any = None
+    event_type: str | None = None
+
+
+def parse_body(body: bytes, *, max_depth: int) -> tuple[Any, str | None]:
+    """The JSON value of a body, or None and the reason it cannot be one."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, f"body is not valid UTF-8 (byte {exc.start})"
+    depth = _nesting_depth(text)
+    if depth > max_depth:
+        return None, f"JSON nesting depth {depth} exceeds the limit of {max_depth}"
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        return None, f"body is not JSON: {exc}"
+    problem = _jsonb_incompatibility(value)
+    return (None, problem) if problem else (value, None)
+
+
+def ingest(conn: Connection, incoming: IncomingEvent, *, max_depth: int) -> IngestResult:
+    """Store an event as received; a repeated idempotency key returns the first event and stores nothing."""
+    event_id = uuid.uuid4()
+    if incoming.idempotency_key:
+        first = conn.execute(sa.text(
+            "INSERT INTO event_idempotency (source_system, idempotency_key, event_id) VALUES (:s, :k, :e) "
+            "ON CONFLICT DO NOTHING RETURNING event_id"),
+            {"s": incoming.source_system, "k": incoming.idempotency_key, "e": event_id}).scalar()
+        if first is None:
+            return _duplicate(conn, incoming)
+    payload, reason = parse_body(incoming.body, max_depth=max_depth)
+    event_type = incoming.event_type or _type_from_body(payload)
+    conn.execute(sa.text(
+        "INSERT INTO events (event_id, source_system, event_type, content_type, raw_body, payload, payload_hash, "
+        "size_bytes, idempotency_key, headers, traceparent, rejected_reason) VALUES (:id, :src, :type, :ct, "
+        ":raw, CAST(:payload AS jsonb), :hash, :size, :key, CAST(:headers AS jsonb), :tp, :reason)"),
+        {"id": event_id, "src": incoming.source_system, "type": event_type, "ct": incoming.content_type,
+         "raw": incoming.body, "payload": json.dumps(payload) if reason is None else None,
+         "hash": hashlib.sha256(incoming.body).hexdigest(), "size": len(incoming.body),
+         "key": incoming.idempotency_key, "headers": json.dumps(_kept_headers(incoming.headers)),
+         "tp": incoming.traceparent, "reason": reason})
+    status = "rejected" if reason else "received"
+    append_status(conn, event_id=event_id, status=status, detail={"reason": reason} if reason else None)
+    return IngestResult(event_id, False, status, reason, payload, event_type)
+
+
+def append_status(conn: Connection, *, event_id: UUID, status: str, detail: dict[str, Any] | None = None) -> None:
+    """Append a processing status fact for an event."""
+    conn.execute(sa.text(
+        "INSERT INTO event_status_history (event_id, status, detail) VALUES (:e, :s, CAST(:d AS jsonb))"),
+        {"e": event_id, "s": status, "d": json.dumps(detail or {}, default=str)})
+
+
+def get_event(conn: Connection, event_id: UUID) -> dict[str, Any]:
+    """An event's metadata, JSON payload, status history and the executions it caused."""
+    row = conn.execute(sa.text(
+        "SELECT e.event_id, e.source_system, e.event_type, e.content_type, e.received_at, e.payload_hash, "
+        "e.size_bytes, e.payload, e.idempotency_key, e.headers, e.traceparent, e.rejected_reason, "
+        "s.status AS processing_status FROM events e JOIN event_state s ON s.event_id = e.event_id "
+        "WHERE e.event_id = :e"), {"e": event_id}).mappings().one_or_none()
+    if row is None:
+        raise NotFound(f"event {event_id} not found")
+    history = conn.execute(sa.text(
+        "SELECT status, at, detail FROM event_status_history WHERE event_id = :e ORDER BY id"),
+        {"e": event_id}).mappings().all()
+    executions = conn.execute(sa.text(
+        "SELECT execution_id, workflow_id, status, started_at, completed_at, duration_ms, replay_of "
+        "FROM workflow_executions WHERE event_id = :e ORDER BY created_at"), {"e": event_id}).mappings().all()
+    return {**dict(row), "status_history": [dict(h) for h in history],
+            "executions": [dict(x) for x in executions]}
+
+
+def get_raw(conn: Connection, event_id: UUID) -> tuple[bytes, str | None]:
+    """The exact bytes of an event as received and its original content type."""
+    row = conn.execute(sa.text("SELECT raw_body, content_type FROM events WHERE event_id = :e"),
+                       {"e": event_id}).one_or_none()
+    if row is None:
+        raise NotFound(f"event {event_id} not found")
+    return bytes(row.raw_body), row.content_type
+
+
+def list_events(conn: Connection, *, source_system: str | None = None, event_type: str | None = None,
+                processing_status: str | None = None, since: datetime | None = None,
+                until: datetime | None = None, cursor: str | None = None, limit: int = 50) -> dict[str, Any]:
+    """A page of events, newest first, with an opaque cursor for the next page."""
+    after = _decode_cursor(cursor)
+    rows = conn.execute(sa.text(
+        "SELECT event_id, source_system, event_type, received_at, status AS processing_status "
+        "FROM event_state WHERE (CAST(:src AS text) IS NULL OR source_system = :src) "
+        "AND (CAST(:type AS text) IS NULL OR event_type = :type) "
+        "AND (CAST(:status AS text) IS NULL OR status = :status) "
+        "AND (CAST(:since AS timestamptz) IS NULL OR received_at >= :since) "
+        "AND (CAST(:until AS timestamptz) IS NULL OR received_at < :until) "
+        "AND (CAST(:after_at AS timestamptz) IS NULL OR (received_at, event_id) < (:after_at, :after_id)) "
+        "ORDER BY received_at DESC, event_id DESC LIMIT :limit"),
+        {"src": source_system, "type": event_type, "status": processing_status, "since": since, "until": until,
+         "after_at": after[0] if after else None, "after_id": after[1] if after else None,
+         "limit": limit + 1}).mappings().all()
+    items = [dict(r) for r in rows[:limit]]
+    next_cursor = _encode_cursor(items[-1]["received_at"], items[-1]["event_id"]) if len(rows) > limit else None
+    return {"items": items, "next_cursor": next_cursor}
+
+
+def _duplicate(conn: Connection, incoming: IncomingEvent) -> IngestResult:
+    row = conn.execute(sa.text(
+        "SELECT i.event_id, s.status FROM event_idempotency i LEFT JOIN event_state s ON s.event_id = i.event_id "
+        "WHERE i.source_system = :s AND i.idempotency_key = :k"),
+        {"s": incoming.source_system, "k": incoming.idempotency_key}).one()
+    return IngestResult(row.event_id, True, row.status or "received")
+
+
+def _type_from_body(payload: Any) -> str | None:
+    if isinstance(payload, dict):
+        for key in ("type", "event_type"):
+            if isinstance(payload.get(key), str):
+                return payload[key][:200]
+    return None
+
+
+def _kept_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    return {k.lower(): v for k, v in (headers or {}).items() if k.lower() in KEPT_HEADERS}
+
+
+def _nesting_depth(text: str) -> int:
+    """Maximum bracket depth outside strings, without recursion (json itself recurses ~1,000 deep)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _jsonb_incompatibility(value: Any) -> str | None:
+    """Why PostgreSQL JSONB could not hold this value faithfully, if it could not."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                stack.append(key)
+                stack.append(child)
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                return "JSON contains \\u0000, which cannot be stored as JSONB"
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return "JSON contains a lone surrogate escape"
+    return None
+
+
+def _encode_cursor(at: datetime, event_id: UUID) -> str:
+    return base64.urlsafe_b64encode(f"{at.isoformat()}|{event_id}".encode()).decode()
+
+
+def _decode_cursor(cursor: str | None) -> tuple[datetime, UUID] | None:
+    if not cursor:
+        return None
+    from services.errors import InvalidInput
+
+    try:
+        at, event_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(at), UUID(event_id)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("cursor is not valid; use next_cursor from the previous page") from None

@@ -1,0 +1,160 @@
+"""Payload storage: mask, compress with the workflow's dictionary, keep inline or offload, read back."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+import zstandard
+from sqlalchemy import Connection
+
+from services import codec
+from services.errors import NotFound
+from services.masking import mask_payload
+from services.objectstore import ObjectStore
+
+SEARCH_TEXT_LIMIT = 65536
+# Samples kept per workflow before a dictionary is trained; zstd wants ~100x the dictionary size.
+TRAIN_AFTER_SAMPLES = 400
+TRAIN_SAMPLE_BYTES = 4 * 1024 * 1024
+
+
+@dataclass
+class PayloadConfig:
+    """What payload storage needs from the process: masking rules, inline limit, the object store."""
+
+    store: ObjectStore
+    masking_keys: tuple[str, ...] = ()
+    masking_paths: tuple[str, ...] = ()
+    inline_max_bytes: int = 1024 * 1024
+    train_dictionaries: bool = True
+    _dicts: dict[int, zstandard.ZstdCompressionDict] = field(default_factory=dict)
+    _latest: dict[str, tuple[float, int | None]] = field(default_factory=dict)
+    _samples: dict[str, list[bytes]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass(frozen=True)
+class PayloadRef:
+    """Where one stored payload lives and what it was."""
+
+    payload_id: UUID
+    size_bytes: int
+    sha256: str
+    inline: bool
+    uri: str | None
+    search_text: str
+
+
+def mask(cfg: PayloadConfig, value: Any, *, extra_keys: tuple[str, ...] = (),
+         extra_paths: tuple[str, ...] = ()) -> Any:
+    """Apply global and per-workflow masking rules to a JSON-like value."""
+    return mask_payload(value, keys=cfg.masking_keys + extra_keys, paths=cfg.masking_paths + extra_paths)
+
+
+def store(conn: Connection, cfg: PayloadConfig, *, execution_id: UUID, kind: str, value: Any,
+          workflow_id: str, step_id: UUID | None = None, masked: bool = False) -> PayloadRef:
+    """Mask (unless already masked), compress and insert one payload; offload above the inline limit."""
+    clean = value if masked else mask(cfg, value)
+    raw = codec.canonical_json(clean)
+    dict_id = _dictionary_for(conn, cfg, workflow_id, raw)
+    dictionary = cfg._dicts.get(dict_id) if dict_id else None
+    blob = codec.encode(raw, dictionary=dictionary)
+    payload_id = uuid.uuid4()
+    uri = None
+    if len(raw) > cfg.inline_max_bytes:
+        uri = cfg.store.put(f"payloads/{execution_id}/{payload_id}.zst", blob)
+    conn.execute(sa.text(
+        "INSERT INTO payloads (payload_id, execution_id, step_id, kind, codec, dict_id, size_bytes, "
+        "stored_bytes, sha256, data, uri) VALUES (:pid, :eid, :sid, :kind, :codec, :dict, :size, :stored, "
+        ":sha, :data, :uri)"),
+        {"pid": payload_id, "eid": execution_id, "sid": step_id, "kind": kind,
+         "codec": "zstd-dict" if dictionary else "zstd", "dict": dict_id if dictionary else None,
+         "size": len(raw), "stored": len(blob), "sha": codec.sha256_hex(raw),
+         "data": None if uri else blob, "uri": uri})
+    return PayloadRef(payload_id, len(raw), codec.sha256_hex(raw), uri is None, uri, search_text(clean))
+
+
+def load_raw(conn: Connection, cfg: PayloadConfig, payload_id: UUID) -> bytes:
+    """The stored bytes of a payload after masking, fetched from the object store when offloaded."""
+    row = conn.execute(sa.text(
+        "SELECT codec, dict_id, data, uri FROM payloads WHERE payload_id = :p"), {"p": payload_id}).one_or_none()
+    if row is None:
+        raise NotFound(f"payload {payload_id} not found")
+    blob = row.data if row.data is not None else cfg.store.get(row.uri)
+    dictionary = _load_dictionary(conn, cfg, row.dict_id) if row.dict_id else None
+    return codec.decode(bytes(blob), dictionary=dictionary)
+
+
+def load(conn: Connection, cfg: PayloadConfig, payload_id: UUID) -> Any:
+    """A stored payload decoded back to its JSON value."""
+    return json.loads(load_raw(conn, cfg, payload_id))
+
+
+def search_text(value: Any) -> str:
+    """The searchable words of a payload: every string and number leaf, after masking."""
+    parts: list[str] = []
+    size = 0
+    stack = [value]
+    while stack and size < SEARCH_TEXT_LIMIT:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(reversed(list(item.values())))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+        elif isinstance(item, str) and item != "***":
+            parts.append(item)
+            size += len(item) + 1
+        elif isinstance(item, (int, float)) and not isinstance(item, bool):
+            parts.append(str(item))
+            size += 8
+    return " ".join(parts)[:SEARCH_TEXT_LIMIT]
+
+
+def _dictionary_for(conn: Connection, cfg: PayloadConfig, workflow_id: str, sample: bytes) -> int | None:
+    """The workflow's current dictionary id, collecting samples and training one when enough exist."""
+    now = time.monotonic()
+    cached = cfg._latest.get(workflow_id)
+    if cached is None or now - cached[0] > 60:
+        dict_id = conn.execute(sa.text(
+            "SELECT max(dict_id) FROM payload_dictionaries WHERE workflow_id = :w"), {"w": workflow_id}).scalar()
+        cached = (now, dict_id)
+        cfg._latest[workflow_id] = cached
+        if dict_id:
+            _load_dictionary(conn, cfg, dict_id)
+    if cached[1] is None and cfg.train_dictionaries and len(sample) < 64 * 1024:
+        _collect_and_train(conn, cfg, workflow_id, sample)
+    return cfg._latest[workflow_id][1]
+
+
+def _collect_and_train(conn: Connection, cfg: PayloadConfig, workflow_id: str, sample: bytes) -> None:
+    with cfg._lock:
+        samples = cfg._samples.setdefault(workflow_id, [])
+        samples.append(sample)
+        if len(samples) < TRAIN_AFTER_SAMPLES:
+            return
+        cfg._samples[workflow_id] = []
+    try:
+        data = codec.train_dictionary(samples)
+    except Exception:  # zstd refuses too-uniform or too-small sample sets; keep plain zstd then
+        return
+    # Its own transaction: a dictionary must exist for good even if the caller's write rolls back.
+    with conn.engine.begin() as own:
+        dict_id = own.execute(sa.text(
+            "INSERT INTO payload_dictionaries (workflow_id, sample_count, data) VALUES (:w, :n, :d) "
+            "RETURNING dict_id"), {"w": workflow_id, "n": len(samples), "d": data}).scalar_one()
+    cfg._dicts[dict_id] = codec.load_dictionary(data)
+    cfg._latest[workflow_id] = (time.monotonic(), dict_id)
+
+
+def _load_dictionary(conn: Connection, cfg: PayloadConfig, dict_id: int) -> zstandard.ZstdCompressionDict:
+    if dict_id not in cfg._dicts:
+        data = conn.execute(sa.text("SELECT data FROM payload_dictionaries WHERE dict_id = :d"),
+                            {"d": dict_id}).scalar_one()
+        cfg._dicts[dict_id] = codec.load_dictionary(bytes(data))
+    return cfg._dicts[dict_id]
