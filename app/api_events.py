@@ -11,7 +11,7 @@ from app import auth
 from app.api_common import BodyTooLarge, parse_limit, parse_time, parse_uuid, read_body, runtime
 from app.problems import problem
 from app.runtime import Runtime
-from services import events
+from services import events, payloads
 from services.errors import InvalidInput
 from services.events import IncomingEvent, IngestResult
 
@@ -38,7 +38,8 @@ def post_event(source_system: str) -> Response:
         idempotency_key=request.headers.get("Idempotency-Key") or request.headers.get("webhook-id"),
         traceparent=request.headers.get("traceparent"), headers=dict(request.headers))
     with rt.database.writer() as conn:
-        result = events.ingest(conn, incoming, max_depth=rt.settings.max_json_depth)
+        result = events.ingest(conn, incoming, max_depth=rt.settings.max_json_depth,
+                               masker=lambda value: payloads.mask(rt.payloads, value))
     if result.duplicate:
         return jsonify(event_id=str(result.event_id), status="accepted", duplicate=True), 200
     if result.status == "rejected":

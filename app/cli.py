@@ -113,7 +113,9 @@ def register(group: click.Group) -> None:
 
 
 def _extra_commands() -> list[click.Command]:
-    return []
+    from app.cli_execution import execution
+
+    return [execution]
 
 
 register(cli)

@@ -5,7 +5,7 @@ import base64
 import hashlib
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -63,8 +63,13 @@ def parse_body(body: bytes, *, max_depth: int) -> tuple[Any, str | None]:
     return (None, problem) if problem else (value, None)
 
 
-def ingest(conn: Connection, incoming: IncomingEvent, *, max_depth: int) -> IngestResult:
-    """Store an event as received; a repeated idempotency key returns the first event and stores nothing."""
+def ingest(conn: Connection, incoming: IncomingEvent, *, max_depth: int,
+           masker: Callable[[Any], Any] | None = None) -> IngestResult:
+    """Store an event as received; a repeated idempotency key returns the first event and stores nothing.
+
+    The raw bytes are the record; the JSONB copy for queries is masked (masker) so credentials in
+    a webhook body are not spread into query results.
+    """
     event_id = uuid.uuid4()
     if incoming.idempotency_key:
         first = conn.execute(sa.text(
@@ -80,7 +85,8 @@ def ingest(conn: Connection, incoming: IncomingEvent, *, max_depth: int) -> Inge
         "size_bytes, idempotency_key, headers, traceparent, rejected_reason) VALUES (:id, :src, :type, :ct, "
         ":raw, CAST(:payload AS jsonb), :hash, :size, :key, CAST(:headers AS jsonb), :tp, :reason)"),
         {"id": event_id, "src": incoming.source_system, "type": event_type, "ct": incoming.content_type,
-         "raw": incoming.body, "payload": json.dumps(payload) if reason is None else None,
+         "raw": incoming.body,
+         "payload": json.dumps(masker(payload) if masker else payload) if reason is None else None,
          "hash": hashlib.sha256(incoming.body).hexdigest(), "size": len(incoming.body),
          "key": incoming.idempotency_key, "headers": json.dumps(_kept_headers(incoming.headers)),
          "tp": incoming.traceparent, "reason": reason})

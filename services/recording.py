@@ -234,13 +234,19 @@ def append_log(conn: Connection, *, execution_id: UUID, message: str, level: str
 
 def record_audit(conn: Connection, *, execution_id: UUID, event_type: str, metadata: dict[str, Any],
                  at: datetime | None = None) -> bool:
-    """Append an audit event in the caller's transaction; a failure is logged, never raised (seed 004)."""
+    """Append an audit event in the caller's transaction; a failure is logged, never raised (seed 004).
+
+    The timestamp is the ledger's clock, so the trail orders by when facts were recorded; the
+    reporter's own time of the fact, when given, is kept in metadata as occurred_at.
+    """
+    if at is not None:
+        metadata = {**metadata, "occurred_at": at.isoformat()}
     try:
         with conn.begin_nested():
             conn.execute(sa.text(
-                "INSERT INTO execution_audit_events (execution_id, event_type, \"timestamp\", metadata) "
-                "VALUES (:e, :t, COALESCE(:at, now()), CAST(:m AS jsonb))"),
-                {"e": execution_id, "t": event_type, "at": at, "m": _json(metadata)})
+                "INSERT INTO execution_audit_events (execution_id, event_type, metadata) "
+                "VALUES (:e, :t, CAST(:m AS jsonb))"),
+                {"e": execution_id, "t": event_type, "m": _json(metadata)})
         return True
     except SQLAlchemyError:
         log.exception("audit event %s for execution %s could not be written", event_type, execution_id)

@@ -1,0 +1,104 @@
+"""External engines report executions; investigators read them back whole, by API and CLI."""
+import json
+import uuid
+
+from click.testing import CliRunner
+
+from app.cli import cli
+
+
+def _report(workflow: str, **overrides) -> dict:
+    body = {
+        "workflow_id": workflow, "trigger_source": "webhook", "status": "failed",
+        "trigger_payload": {"customer": {"id": f"C-{uuid.uuid4().hex[:6]}"}, "order": {"number": "ORD-1"}},
+        "started_at": "2026-11-20T10:00:00Z", "completed_at": "2026-11-20T10:00:09Z",
+        "steps": [
+            {"step_name": "create_deal", "status": "completed", "input": {"deal": 1}, "output": {"crm_id": "D-1"},
+             "started_at": "2026-11-20T10:00:00Z", "completed_at": "2026-11-20T10:00:02Z",
+             "external_request_id": "req-crm-1", "response_status": 201},
+            {"step_name": "send_email", "status": "failed", "attempt": 1, "error_message": "HTTP 503 from mail",
+             "started_at": "2026-11-20T10:00:02Z", "completed_at": "2026-11-20T10:00:04Z", "response_status": 503},
+            {"step_name": "send_email", "seq": 1, "status": "failed", "attempt": 2,
+             "error_message": "HTTP 503 from mail", "started_at": "2026-11-20T10:00:06Z",
+             "completed_at": "2026-11-20T10:00:09Z"},
+        ],
+        "logs": [{"message": "retrying send_email", "level": "warning"}],
+    }
+    body.update(overrides)
+    return body
+
+
+def test_a_batch_report_is_recorded_with_steps_in_order_and_answered_201(client):
+    workflow = f"wf-api-{uuid.uuid4().hex[:6]}"
+    response = client.post("/api/v1/executions", json={"executions": [_report(workflow), _report(workflow)]})
+    assert response.status_code == 201
+    ids = [e["execution_id"] for e in response.get_json()["executions"]]
+    assert len(set(ids)) == 2
+
+    detail = client.get(f"/api/v1/executions/{ids[0]}").get_json()
+    assert detail["status"] == "failed" and detail["failed_step"] == "send_email"
+    assert detail["error_message"] == "HTTP 503 from mail"
+    assert [(s["step_name"], s["attempt_count"]) for s in detail["steps"]] == [
+        ("create_deal", 1), ("send_email", 1), ("send_email", 2)]
+    assert detail["steps"][0]["output"] == {"crm_id": "D-1"}
+    assert detail["steps"][0]["external_request_id"] == "req-crm-1"
+    assert detail["started_at"].startswith("2026-11-20T10:00:00") and detail["duration_ms"] == 9000
+    assert [line["message"] for line in detail["logs"]] == ["retrying send_email"]
+    assert {"CREATED", "STARTED", "FAILED"} <= {e["event_type"] for e in detail["audit_events"]}
+
+
+def test_resending_the_same_execution_id_is_idempotent(client):
+    workflow = f"wf-api-{uuid.uuid4().hex[:6]}"
+    execution_id = str(uuid.uuid4())
+    first = client.post("/api/v1/executions", json=_report(workflow, execution_id=execution_id))
+    again = client.post("/api/v1/executions", json=_report(workflow, execution_id=execution_id))
+    assert first.get_json()["executions"][0]["created"] is True
+    assert again.status_code == 201 and again.get_json()["executions"][0]["created"] is False
+    detail = client.get(f"/api/v1/executions/{execution_id}").get_json()
+    assert len(detail["steps"]) == 3
+
+
+def test_an_invalid_report_lists_every_problem_and_stores_nothing(client):
+    workflow = f"wf-api-{uuid.uuid4().hex[:6]}"
+    bad = _report(workflow, status="exploded", trigger_source="carrier-pigeon")
+    bad["steps"][0]["step_type"] = "teleport"
+    response = client.post("/api/v1/executions", json={"executions": [_report(workflow), bad]})
+    assert response.status_code == 422
+    problem = response.get_json()
+    assert len(problem["errors"]) == 3
+    assert client.get(f"/api/v1/executions?workflow_id={workflow}").get_json()["items"] == []
+
+
+def test_a_body_that_is_not_json_is_a_problem(client):
+    response = client.post("/api/v1/executions", data=b"{nope", content_type="application/json")
+    assert response.status_code == 422 and response.mimetype == "application/problem+json"
+
+
+def test_executions_are_found_by_an_embedded_payload_field(client):
+    workflow = f"wf-api-{uuid.uuid4().hex[:6]}"
+    wanted = _report(workflow)
+    client.post("/api/v1/executions", json={"executions": [wanted, _report(workflow)]})
+    customer = wanted["trigger_payload"]["customer"]["id"]
+    found = client.get(f"/api/v1/executions?payload.customer.id={customer}").get_json()["items"]
+    assert len(found) == 1 and found[0]["workflow_id"] == workflow
+
+
+def test_unknown_execution_is_404_and_a_bad_id_is_422(client):
+    assert client.get(f"/api/v1/executions/{uuid.uuid4()}").status_code == 404
+    assert client.get("/api/v1/executions/42").status_code == 422
+
+
+def test_cli_inspect_json_includes_the_audit_events(client, database, tmp_path):
+    workflow = f"wf-cli-{uuid.uuid4().hex[:6]}"
+    execution_id = client.post("/api/v1/executions", json=_report(workflow)).get_json()["executions"][0][
+        "execution_id"]
+    env = {"DATABASE_URL": database.admin_url.render_as_string(hide_password=False),
+           "FLOWLEDGER_DATA_DIR": str(tmp_path)}
+    result = CliRunner().invoke(cli, ["execution", "inspect", execution_id, "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output)
+    assert record["execution_id"] == execution_id
+    assert [e["event_type"] for e in record["audit_events"]][0] == "CREATED"
+
+    human = CliRunner().invoke(cli, ["execution", "inspect", execution_id], env=env)
+    assert "send_email" in human.output and "HTTP 503 from mail" in human.output
