@@ -25,7 +25,7 @@ STEPS_SQL = sa.text(
     "idempotency_key, reused_from_execution, input_payload_id, output_payload_id "
     "FROM steps WHERE execution_id = :e ORDER BY seq, attempt, started_at")
 PAYLOAD_META_SQL = sa.text(
-    "SELECT payload_id, size_bytes, stored_bytes, sha256, uri, codec, policy FROM payloads "
+    "SELECT payload_id, kind, size_bytes, stored_bytes, sha256, uri, codec, policy FROM payloads "
     "WHERE execution_id = :e")
 
 
@@ -41,6 +41,8 @@ def get_execution(conn: Connection, cfg: PayloadConfig, execution_id: UUID, *,
         execution["trigger_payload"] = payloads.load(conn, cfg, execution["trigger_payload_id"])
     execution["steps"] = [_step(conn, cfg, dict(s), meta, include_payloads)
                           for s in conn.execute(STEPS_SQL, {"e": execution_id}).mappings()]
+    context_id = next((m.payload_id for m in meta.values() if m.kind == "context"), None)
+    execution["context_snapshot"] = payloads.load(conn, cfg, context_id) if context_id and include_payloads else None
     execution["audit_events"] = audit_events(conn, execution_id)
     execution["logs"] = [dict(r) for r in conn.execute(sa.text(
         "SELECT \"timestamp\", level, message, step_id FROM execution_logs WHERE execution_id = :e "
@@ -68,4 +70,5 @@ def _step(conn: Connection, cfg: PayloadConfig, step: dict[str, Any], meta: dict
 
 def _meta(info: Any) -> dict[str, Any]:
     return {"payload_id": info.payload_id, "size_bytes": info.size_bytes, "stored_bytes": info.stored_bytes,
-            "sha256": info.sha256, "offloaded_uri": info.uri, "codec": info.codec, "policy": info.policy}
+            "sha256": info.sha256, "offloaded_uri": info.uri, "codec": info.codec, "policy": info.policy,
+            "kept": info.policy == "full"}

@@ -17,6 +17,7 @@ from services import codec
 from services.errors import NotFound
 from services.masking import mask_payload
 from services.objectstore import ObjectStore
+from services.payload_policy import PayloadPolicy, reduce
 
 SEARCH_TEXT_LIMIT = 65536
 # Samples kept per workflow before a dictionary is trained; zstd wants ~100x the dictionary size.
@@ -33,6 +34,7 @@ class PayloadConfig:
     masking_paths: tuple[str, ...] = ()
     inline_max_bytes: int = 1024 * 1024
     train_dictionaries: bool = True
+    default_policy: PayloadPolicy = field(default_factory=PayloadPolicy)
     _dicts: dict[int, zstandard.ZstdCompressionDict] = field(default_factory=dict)
     _latest: dict[str, tuple[float, int | None]] = field(default_factory=dict)
     _samples: dict[str, list[bytes]] = field(default_factory=dict)
@@ -58,11 +60,14 @@ def mask(cfg: PayloadConfig, value: Any, *, extra_keys: tuple[str, ...] = (),
 
 
 def store(conn: Connection, cfg: PayloadConfig, *, execution_id: UUID, kind: str, value: Any,
-          workflow_id: str, step_id: UUID | None = None, masked: bool = False) -> PayloadRef:
-    """Mask (unless already masked), compress and insert one payload; offload above the inline limit."""
+          workflow_id: str, step_id: UUID | None = None, masked: bool = False,
+          policy: PayloadPolicy | None = None) -> PayloadRef:
+    """Mask (unless already masked), apply the payload policy, compress and insert; offload when large."""
     clean = value if masked else mask(cfg, value)
-    raw = codec.canonical_json(clean)
-    dict_id = _dictionary_for(conn, cfg, workflow_id, raw)
+    original = codec.canonical_json(clean)
+    mode = (policy or cfg.default_policy).applied(len(original))
+    raw = original if mode == "full" else codec.canonical_json(reduce(clean, original, mode))
+    dict_id = _dictionary_for(conn, cfg, workflow_id, raw) if mode == "full" else None
     dictionary = cfg._dicts.get(dict_id) if dict_id else None
     blob = codec.encode(raw, dictionary=dictionary)
     payload_id = uuid.uuid4()
@@ -71,13 +76,15 @@ def store(conn: Connection, cfg: PayloadConfig, *, execution_id: UUID, kind: str
         uri = cfg.store.put(f"payloads/{execution_id}/{payload_id}.zst", blob)
     conn.execute(sa.text(
         "INSERT INTO payloads (payload_id, execution_id, step_id, kind, codec, dict_id, size_bytes, "
-        "stored_bytes, sha256, data, uri) VALUES (:pid, :eid, :sid, :kind, :codec, :dict, :size, :stored, "
-        ":sha, :data, :uri)"),
+        "stored_bytes, sha256, data, uri, policy) VALUES (:pid, :eid, :sid, :kind, :codec, :dict, :size, "
+        ":stored, :sha, :data, :uri, :policy)"),
         {"pid": payload_id, "eid": execution_id, "sid": step_id, "kind": kind,
          "codec": "zstd-dict" if dictionary else "zstd", "dict": dict_id if dictionary else None,
-         "size": len(raw), "stored": len(blob), "sha": codec.sha256_hex(raw),
-         "data": None if uri else blob, "uri": uri})
-    return PayloadRef(payload_id, len(raw), codec.sha256_hex(raw), uri is None, uri, search_text(clean))
+         "size": len(original), "stored": len(blob), "sha": codec.sha256_hex(original),
+         "data": None if uri else blob, "uri": uri, "policy": mode})
+    # What a policy drops is never indexed either: only fully kept payloads feed search.
+    text = search_text(clean) if mode == "full" else ""
+    return PayloadRef(payload_id, len(original), codec.sha256_hex(original), uri is None, uri, text)
 
 
 def load_raw(conn: Connection, cfg: PayloadConfig, payload_id: UUID) -> bytes:
@@ -85,6 +92,11 @@ def load_raw(conn: Connection, cfg: PayloadConfig, payload_id: UUID) -> bytes:
     row = conn.execute(sa.text(
         "SELECT codec, dict_id, data, uri FROM payloads WHERE payload_id = :p"), {"p": payload_id}).one_or_none()
     if row is None:
+        from services import archive_reader  # archived or erased payloads no longer have a row
+
+        archived = archive_reader.load_raw(conn, cfg.store, payload_id)
+        if archived is not None:
+            return archived
         raise NotFound(f"payload {payload_id} not found")
     blob = row.data if row.data is not None else cfg.store.get(row.uri)
     dictionary = _load_dictionary(conn, cfg, row.dict_id) if row.dict_id else None

@@ -13,8 +13,9 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from services import payloads
+from services import payloads, tracing
 from services.errors import Conflict, InvalidInput, NotFound
+from services.payload_policy import PayloadPolicy, for_workflow
 from services.payloads import PayloadConfig
 from services.tracecontext import TraceParent, new_span_id, new_trace_id
 
@@ -44,7 +45,7 @@ class NewExecution:
     replay_id: UUID | None = None
     started_at: datetime | None = None
     engine: str = "flowledger"
-    payload_policy: str = "full"
+    payload_policy: PayloadPolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,9 @@ def create_execution(conn: Connection, cfg: PayloadConfig, new: NewExecution) ->
         return existing
     trace_id = new.parent.trace_id if new.parent else new_trace_id()
     root_span = new_span_id()
-    trigger, trigger_payload_id = _trigger_payload(conn, cfg, new, execution_id)
+    policy = new.payload_policy or for_workflow(conn, workflow_id=new.workflow_id, version=new.workflow_version,
+                                                default=cfg.default_policy)
+    trigger, trigger_payload_id = _trigger_payload(conn, cfg, new, execution_id, policy)
     conn.execute(sa.text(
         "INSERT INTO executions (execution_id, workflow_id, workflow_version, event_id, trigger_source, "
         "trigger_payload, trigger_payload_id, trace_id, root_span_id, parent_span_id, replay_of, replay_id, "
@@ -116,7 +119,7 @@ def create_execution(conn: Connection, cfg: PayloadConfig, new: NewExecution) ->
         {"id": execution_id, "wf": new.workflow_id, "ver": new.workflow_version, "ev": new.event_id,
          "src": new.trigger_source, "payload": trigger, "pid": trigger_payload_id, "trace": trace_id,
          "root": root_span, "parent": new.parent.span_id if new.parent else None, "replay_of": new.replay_of,
-         "replay_id": new.replay_id, "engine": new.engine, "policy": new.payload_policy,
+         "replay_id": new.replay_id, "engine": new.engine, "policy": policy.encode(),
          "started": new.started_at})
     record_audit(conn, execution_id=execution_id, event_type="CREATED", at=new.started_at,
                  metadata={"workflow_id": new.workflow_id, "workflow_version": new.workflow_version,
@@ -154,6 +157,8 @@ def transition(conn: Connection, *, execution_id: UUID, status: str, at: datetim
     if status in AUDIT_FOR_STATUS:
         record_audit(conn, execution_id=execution_id, event_type=AUDIT_FOR_STATUS[status], at=at,
                      metadata={**_terminal_metadata(status, detail, error_message, failed_step), **(audit or {})})
+    if tracing.export_enabled():
+        tracing.enqueue_export(conn, execution_id=execution_id, status=status)
     return seq
 
 
@@ -164,10 +169,16 @@ def start_execution(conn: Connection, *, execution_id: UUID, at: datetime | None
 
 def finish_execution(conn: Connection, *, execution_id: UUID, status: str, at: datetime | None = None,
                      error_message: str | None = None, failed_step: str | None = None,
-                     reason: str | None = None, audit: dict[str, Any] | None = None) -> int:
-    """Append the final outcome (completed, failed, timed_out or cancelled)."""
+                     reason: str | None = None, audit: dict[str, Any] | None = None,
+                     context: Any = NO_PAYLOAD, cfg: PayloadConfig | None = None) -> int:
+    """Append the final outcome (completed, failed, timed_out or cancelled) and the final context snapshot."""
     if status not in TERMINAL:
         raise InvalidInput(f"final status must be one of {', '.join(TERMINAL)}")
+    if context is not NO_PAYLOAD and cfg is not None:
+        workflow_id = conn.execute(sa.text("SELECT workflow_id FROM executions WHERE execution_id = :e LIMIT 1"),
+                                   {"e": execution_id}).scalar_one()
+        payloads.store(conn, cfg, execution_id=execution_id, kind="context", value=context,
+                       workflow_id=workflow_id, policy=_execution_policy(conn, execution_id))
     task_count = conn.execute(sa.text(
         "SELECT count(DISTINCT seq) FROM steps WHERE execution_id = :e"), {"e": execution_id}).scalar_one()
     return transition(conn, execution_id=execution_id, status=status, at=at, reason=reason,
@@ -192,10 +203,11 @@ def record_step(conn: Connection, cfg: PayloadConfig, *, execution_id: UUID, wor
     parent = attempt.parent_span_id or _predecessor_span(conn, execution_id)
     texts: list[str] = []
     ids: dict[str, UUID | None] = {"input": None, "output": None}
+    policy = _execution_policy(conn, execution_id)
     for kind, value in (("input", attempt.input), ("output", attempt.output)):
         if value is not NO_PAYLOAD:
             ref = payloads.store(conn, cfg, execution_id=execution_id, kind=kind, value=value,
-                                 workflow_id=workflow_id, step_id=step_id)
+                                 workflow_id=workflow_id, step_id=step_id, policy=policy)
             ids[kind] = ref.payload_id
             texts.append(ref.search_text)
     if attempt.error_message:
@@ -261,12 +273,21 @@ def _existing(conn: Connection, execution_id: UUID) -> ExecutionRecord | None:
     return ExecutionRecord(execution_id, row.trace_id, row.root_span_id, created=False) if row else None
 
 
-def _trigger_payload(conn: Connection, cfg: PayloadConfig, new: NewExecution,
-                     execution_id: UUID) -> tuple[str | None, UUID | None]:
-    """The masked trigger payload as JSON text for the GIN-indexed column, offloaded when too large."""
+def _trigger_payload(conn: Connection, cfg: PayloadConfig, new: NewExecution, execution_id: UUID,
+                     policy: PayloadPolicy) -> tuple[str | None, UUID | None]:
+    """The masked trigger payload as JSON text for the GIN-indexed column, offloaded when too large.
+
+    Under a summary or off policy the column stays empty, so nothing the policy drops is indexed.
+    """
     if new.trigger_payload is None:
         return None, None
     clean = payloads.mask(cfg, new.trigger_payload)
+    if policy.log_payload != "full" or policy.max_payload_bytes is not None:
+        size = len(json.dumps(clean, ensure_ascii=False, separators=(",", ":"), default=str).encode())
+        if policy.applied(size) != "full":
+            ref = payloads.store(conn, cfg, execution_id=execution_id, kind="trigger", value=clean,
+                                 workflow_id=new.workflow_id, masked=True, policy=policy)
+            return None, ref.payload_id
     try:
         text = json.dumps(clean, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -278,6 +299,12 @@ def _trigger_payload(conn: Connection, cfg: PayloadConfig, new: NewExecution,
     ref = payloads.store(conn, cfg, execution_id=execution_id, kind="trigger", value=clean,
                          workflow_id=new.workflow_id, masked=True)
     return None, ref.payload_id
+
+
+def _execution_policy(conn: Connection, execution_id: UUID) -> PayloadPolicy:
+    """The policy an execution was created under; every payload of it follows that one."""
+    return PayloadPolicy.decode(conn.execute(sa.text(
+        "SELECT payload_policy FROM executions WHERE execution_id = :e LIMIT 1"), {"e": execution_id}).scalar())
 
 
 def _predecessor_span(conn: Connection, execution_id: UUID) -> str | None:

@@ -63,6 +63,7 @@ class ExecutionReport(BaseModel):
     traceparent: str | None = None
     steps: list[StepReport] = Field(default_factory=list)
     logs: list[LogLine] = Field(default_factory=list)
+    context: Any = None
 
 
 def parse_reports(body: Any) -> list[ExecutionReport]:
@@ -106,7 +107,8 @@ def report_execution(conn: Connection, cfg: PayloadConfig, report: ExecutionRepo
         failed_step = report.failed_step or (failed.step_name if failed else None)
         error = report.error_message or (failed.error_message if failed else None)
         recording.finish_execution(conn, execution_id=record.execution_id, status=report.status,
-                                   at=report.completed_at, error_message=error,
+                                   at=report.completed_at, error_message=error, cfg=cfg,
+                                   context=report.context if report.context is not None else NO_PAYLOAD,
                                    failed_step=failed_step if report.status != "completed" else None)
     return record
 
