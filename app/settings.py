@@ -48,8 +48,21 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
 
     otlp_endpoint: str = ""
+    otlp_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
+    otlp_running_delay_seconds: float = Field(default=30.0, ge=0)
+    otlp_drain_interval_seconds: float = Field(default=2.0, gt=0)
     opensearch_url: str = ""
+    opensearch_index_prefix: str = Field(default="flowledger", pattern=r"^[a-z0-9][a-z0-9_-]{0,60}$")
+    opensearch_batch_size: int = Field(default=500, ge=1, le=10000)
+    opensearch_index_interval_seconds: int = Field(default=10, ge=1)
+    opensearch_verify_certs: bool = True
+    opensearch_ca_certs: str = ""
 
+    runner_threads: int = Field(default=8, ge=1, le=256)
+    workflow_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    request_id_header: str = "X-Request-Id"
+    replay_workers: int = Field(default=4, ge=1, le=64)
+    replay_lease_seconds: float = Field(default=300.0, gt=0)
     scheduler_enabled: bool = True
     hot_days: int = Field(default=90, ge=1)
     glacier_days: int = Field(default=365, ge=1)
@@ -65,6 +78,13 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     mail_from: str = "flowledger@localhost"
     report_recipients: list[str] = Field(default_factory=list)
+    ingest_rate_limit: float = Field(default=0, ge=0)  # requests/s per source; 0 = no limit
+    ingest_rate_burst: int = Field(default=0, ge=0)  # bucket size; 0 = twice the rate
+    webhook_tolerance_seconds: int = Field(default=300, ge=1)
+    login_max_failures: int = Field(default=5, ge=1)
+    session_hours: int = Field(default=12, ge=1)
+    seal_interval_minutes: int = Field(default=60, ge=1)
+    seal_lock_days: int = Field(default=2555, ge=0)  # Object Lock retention of published seals; 0 = none
 
     @field_validator("data_dir")
     @classmethod
