@@ -1,0 +1,273 @@
+"""Workflow definitions: parse JSON or YAML, validate listing every problem, store versions insert-only."""
+from __future__ import annotations
+
+import json
+import re
+import threading
+from typing import Annotated, Any, Literal
+
+import jmespath
+import sqlalchemy as sa
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from sqlalchemy import Connection
+
+from services.errors import Conflict, InvalidInput, NotFound
+
+ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
+TEMPLATE = re.compile(r"\{\{\s*(.+?)\s*\}\}")
+RESERVED_FIELDS = ("trigger", "steps", "event", "secret")
+
+
+class EventTrigger(BaseModel):
+    """Start on accepted events whose source and type match fnmatch-style patterns."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["event"]
+    source: str = "*"
+    event_type: str = "*"
+
+
+class ScheduleTrigger(BaseModel):
+    """Start on a cron schedule (five fields, UTC)."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["schedule"]
+    cron: str
+
+
+class ManualTrigger(BaseModel):
+    """Start only through the run endpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["manual"]
+
+
+class StepBase(BaseModel):
+    """Retry and timeout settings every step has."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=ID)
+    max_attempts: int = Field(default=1, ge=1, le=20)
+    backoff_seconds: float = Field(default=0.0, ge=0, le=3600)
+    backoff_multiplier: float = Field(default=2.0, ge=1, le=10)
+    timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+
+
+class ActionStep(StepBase):
+    """An HTTP request to a downstream system, or a Python callable registered by entry point."""
+
+    type: Literal["action"]
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: Any = None
+    request_id_header: str | None = None
+    callable: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> ActionStep:
+        if (self.url is None) == (self.callable is None):
+            raise ValueError("an action needs exactly one of url or callable")
+        return self
+
+
+class ConditionStep(StepBase):
+    """A JMESPath expression over the context; when falsy the following steps are skipped."""
+
+    type: Literal["condition"]
+    expression: str
+
+
+class TransformStep(StepBase):
+    """New context fields, each a JMESPath expression over the context."""
+
+    type: Literal["transform"]
+    fields: dict[str, str] = Field(min_length=1)
+
+
+class WaitStep(StepBase):
+    """A delay that holds no worker thread while it lasts."""
+
+    type: Literal["wait"]
+    seconds: float = Field(gt=0, le=30 * 86400)
+
+
+Step = Annotated[ActionStep | ConditionStep | TransformStep | WaitStep, Field(discriminator="type")]
+Trigger = Annotated[EventTrigger | ScheduleTrigger | ManualTrigger, Field(discriminator="type")]
+
+
+class Definition(BaseModel):
+    """A whole workflow definition as submitted."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=ID)
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = None
+    trigger: Trigger
+    steps: list[Step] = Field(min_length=1, max_length=100)
+    retention_days: int | None = Field(default=None, ge=7, le=3650)
+    retain_on_failure: bool = False
+    legal_hold: bool = False
+
+
+def parse(source: str | bytes | dict[str, Any], *, workflow_id: str | None = None) -> Definition:
+    """A validated definition from JSON or YAML text (or a dict); InvalidInput lists every problem."""
+    raw = _load(source)
+    if workflow_id is not None and isinstance(raw, dict):
+        raw.setdefault("id", workflow_id)
+        if raw["id"] != workflow_id:
+            raise InvalidInput("definition id differs from the workflow id in the path",
+                               [f"id: {raw['id']!r} does not match {workflow_id!r}"])
+    try:
+        definition = Definition.model_validate(raw)
+    except ValidationError as exc:
+        problems = [f"{_loc(err['loc'])}: {err['msg']}" for err in exc.errors()]
+        raise InvalidInput(f"workflow definition has {len(problems)} problem(s)", problems) from None
+    problems = _semantic_problems(definition)
+    if problems:
+        raise InvalidInput(f"workflow definition has {len(problems)} problem(s)", problems)
+    return definition
+
+
+def save_workflow(conn: Connection, *, definition: Definition, created_by: str | None,
+                  change_note: str | None = None, create_only: bool = False) -> int:
+    """Store a definition; a changed one becomes a new version, an unchanged one returns the current version."""
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": f"workflow:{definition.id}"})
+    created = conn.execute(sa.text(
+        "INSERT INTO workflows (workflow_id, created_by) VALUES (:w, :by) ON CONFLICT DO NOTHING RETURNING 1"),
+        {"w": definition.id, "by": created_by}).scalar()
+    if create_only and not created:
+        raise Conflict(f"workflow {definition.id} already exists; PUT /api/v1/workflows/{definition.id} changes it")
+    body = definition.model_dump(mode="json", exclude_none=True)
+    latest = conn.execute(sa.text(
+        "SELECT version, definition FROM workflow_versions WHERE workflow_id = :w ORDER BY version DESC LIMIT 1"),
+        {"w": definition.id}).one_or_none()
+    if latest is not None and latest.definition == body:
+        return latest.version
+    version = (latest.version if latest else 0) + 1
+    conn.execute(sa.text(
+        "INSERT INTO workflow_versions (workflow_id, version, created_by, change_note, definition, retention_days, "
+        "retain_on_failure, legal_hold) VALUES (:w, :v, :by, :note, CAST(:d AS jsonb), :ret, :rof, :hold)"),
+        {"w": definition.id, "v": version, "by": created_by, "note": change_note, "d": json.dumps(body),
+         "ret": definition.retention_days, "rof": definition.retain_on_failure, "hold": definition.legal_hold})
+    return version
+
+
+def get_workflow(conn: Connection, workflow_id: str, *, version: int | None = None) -> dict[str, Any]:
+    """One version of a workflow (the latest by default) with its definition and version count."""
+    row = conn.execute(sa.text(
+        "SELECT v.workflow_id, v.version, v.created_at, v.created_by, v.change_note, v.definition, "
+        "(SELECT max(version) FROM workflow_versions WHERE workflow_id = v.workflow_id) AS latest_version "
+        "FROM workflow_versions v WHERE v.workflow_id = :w AND (CAST(:v AS int) IS NULL OR v.version = :v) "
+        "ORDER BY v.version DESC LIMIT 1"), {"w": workflow_id, "v": version}).mappings().one_or_none()
+    if row is None:
+        raise NotFound(f"workflow {workflow_id}" + (f" version {version}" if version else "") + " not found")
+    return dict(row)
+
+
+def list_workflows(conn: Connection, *, trigger_type: str | None = None) -> list[dict[str, Any]]:
+    """The latest version of every workflow, optionally only those with one trigger type."""
+    rows = conn.execute(sa.text(
+        "SELECT DISTINCT ON (workflow_id) workflow_id, version, created_at, created_by, definition "
+        "FROM workflow_versions WHERE (CAST(:t AS text) IS NULL OR definition->'trigger'->>'type' = :t) "
+        "ORDER BY workflow_id, version DESC"), {"t": trigger_type}).mappings().all()
+    return [dict(r) for r in rows]
+
+
+_cache: dict[tuple[str, int], Definition] = {}
+_cache_lock = threading.Lock()
+
+
+def definition_of(conn: Connection, workflow_id: str, version: int) -> Definition:
+    """The parsed definition of one stored version (versions never change, so they are cached)."""
+    key = (workflow_id, version)
+    with _cache_lock:
+        cached = _cache.get(key)
+    if cached is None:
+        cached = Definition.model_validate(get_workflow(conn, workflow_id, version=version)["definition"])
+        with _cache_lock:
+            _cache[key] = cached
+    return cached
+
+
+def parse_stored(row: dict[str, Any]) -> Definition:
+    """A definition read back from a list_workflows/get_workflow row."""
+    key = (row["workflow_id"], row["version"])
+    with _cache_lock:
+        if key not in _cache:
+            _cache[key] = Definition.model_validate(row["definition"])
+        return _cache[key]
+
+
+def _load(source: str | bytes | dict[str, Any]) -> Any:
+    if isinstance(source, dict):
+        return dict(source)
+    text = source.decode("utf-8", errors="replace") if isinstance(source, bytes) else source
+    try:
+        # YAML 1.2 is a superset of JSON for the documents people write, so one parser reads both.
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InvalidInput("definition is neither JSON nor YAML", [f"parse error: {exc}"]) from None
+    if not isinstance(value, dict):
+        raise InvalidInput("definition must be a JSON object or YAML mapping")
+    return value
+
+
+def _semantic_problems(definition: Definition) -> list[str]:
+    problems: list[str] = []
+    seen: set[str] = set()
+    for index, step in enumerate(definition.steps):
+        where = f"steps.{index}"
+        if step.name in seen:
+            problems.append(f"{where}.name: step name {step.name!r} is used twice")
+        seen.add(step.name)
+        if isinstance(step, ConditionStep):
+            problems += _expression_problems(f"{where}.expression", step.expression)
+        elif isinstance(step, TransformStep):
+            for field, expr in step.fields.items():
+                if field in RESERVED_FIELDS:
+                    problems.append(f"{where}.fields.{field}: {field!r} is reserved")
+                problems += _expression_problems(f"{where}.fields.{field}", expr)
+        elif isinstance(step, ActionStep):
+            for path, text in _strings(f"{where}", {"url": step.url, "headers": step.headers,
+                                                    "body": step.body, "params": step.params}):
+                for expr in TEMPLATE.findall(text):
+                    if not expr.startswith("secret."):
+                        problems += _expression_problems(path, expr)
+    if isinstance(definition.trigger, ScheduleTrigger):
+        try:
+            from apscheduler.triggers.cron import CronTrigger
+
+            CronTrigger.from_crontab(definition.trigger.cron, timezone="UTC")
+        except ValueError as exc:
+            problems.append(f"trigger.cron: {exc}")
+    return problems
+
+
+def _expression_problems(where: str, expression: str) -> list[str]:
+    try:
+        jmespath.compile(expression)
+    except jmespath.exceptions.JMESPathError as exc:
+        return [f"{where}: invalid JMESPath expression {expression!r}: {str(exc).splitlines()[0]}"]
+    return []
+
+
+def _strings(path: str, value: Any):
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, child in value.items():
+            yield from _strings(f"{path}.{key}", child)
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            yield from _strings(f"{path}.{index}", child)
+
+
+def _loc(loc: tuple) -> str:
+    # Drop pydantic's discriminator tags ("action", "event") so paths read like the document.
+    parts = [str(p) for p in loc if p not in ("action", "condition", "transform", "wait", "event", "schedule",
+                                              "manual")]
+    return ".".join(parts) or "definition"
+
