@@ -58,7 +58,8 @@ def list_events() -> Response:
         page = events.list_events(
             conn, source_system=args.get("source_system"), event_type=args.get("event_type"),
             processing_status=args.get("processing_status"), since=parse_time(args, "since"),
-            until=parse_time(args, "until"), cursor=args.get("cursor"), limit=parse_limit(args))
+            until=parse_time(args, "until"), cursor=args.get("cursor"), limit=parse_limit(args),
+            payload={k.removeprefix("payload."): v for k, v in args.items() if k.startswith("payload.")} or None)
     return jsonify(page)
 
 

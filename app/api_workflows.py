@@ -15,6 +15,7 @@ from services import replay_queue, router, workflows
 from services.errors import InvalidInput
 from services.events import IncomingEvent, IngestResult
 from services.runner import Runner
+from services.tracecontext import parse_traceparent
 
 log = logging.getLogger(__name__)
 bp = Blueprint("workflows", __name__, url_prefix="/api/v1")
@@ -67,7 +68,8 @@ def run_workflow(workflow_id: str) -> Response:
         payload = json.loads(body) if body.strip() else None
     except ValueError:
         raise InvalidInput("run payload must be JSON") from None
-    execution_id = runner_of(runtime()).start(workflow_id=workflow_id, payload=payload, trigger_source="manual")
+    execution_id = runner_of(runtime()).start(workflow_id=workflow_id, payload=payload, trigger_source="manual",
+                                              parent=parse_traceparent(request.headers.get("traceparent")))
     return jsonify(execution_id=str(execution_id), status="pending",
                    links={"execution": f"/api/v1/executions/{execution_id}"}), 202
 

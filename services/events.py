@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from services.errors import NotFound
+from services.executions import payload_filter
 
 STATUSES = ("received", "routed", "processed", "failed", "dead_lettered", "rejected")
 KEPT_HEADERS = ("content-type", "user-agent", "x-event-type", "ce-type", "ce-id", "ce-source", "webhook-id",
@@ -132,9 +133,11 @@ def get_raw(conn: Connection, event_id: UUID) -> tuple[bytes, str | None]:
 
 def list_events(conn: Connection, *, source_system: str | None = None, event_type: str | None = None,
                 processing_status: str | None = None, since: datetime | None = None,
-                until: datetime | None = None, cursor: str | None = None, limit: int = 50) -> dict[str, Any]:
-    """A page of events, newest first, with an opaque cursor for the next page."""
+                until: datetime | None = None, cursor: str | None = None, limit: int = 50,
+                payload: dict[str, str] | None = None) -> dict[str, Any]:
+    """A page of events, newest first, with an opaque cursor; payload field conditions use the GIN index."""
     after = _decode_cursor(cursor)
+    contains = json.dumps(payload_filter(payload)) if payload else None
     rows = conn.execute(sa.text(
         "SELECT event_id, source_system, event_type, received_at, status AS processing_status "
         "FROM event_state WHERE (CAST(:src AS text) IS NULL OR source_system = :src) "
@@ -143,10 +146,11 @@ def list_events(conn: Connection, *, source_system: str | None = None, event_typ
         "AND (CAST(:since AS timestamptz) IS NULL OR received_at >= :since) "
         "AND (CAST(:until AS timestamptz) IS NULL OR received_at < :until) "
         "AND (CAST(:after_at AS timestamptz) IS NULL OR (received_at, event_id) < (:after_at, :after_id)) "
-        "ORDER BY received_at DESC, event_id DESC LIMIT :limit"),
+        + ("AND event_id IN (SELECT event_id FROM events WHERE payload @> CAST(:contains AS jsonb)) " if contains
+           else "") + "ORDER BY received_at DESC, event_id DESC LIMIT :limit"),
         {"src": source_system, "type": event_type, "status": processing_status, "since": since, "until": until,
          "after_at": after[0] if after else None, "after_id": after[1] if after else None,
-         "limit": limit + 1}).mappings().all()
+         "limit": limit + 1, "contains": contains}).mappings().all()
     items = [dict(r) for r in rows[:limit]]
     next_cursor = _encode_cursor(items[-1]["received_at"], items[-1]["event_id"]) if len(rows) > limit else None
     return {"items": items, "next_cursor": next_cursor}

@@ -90,12 +90,13 @@ def run_execution(fc: FlowContext, execution_id: UUID, resume: Resume | None = N
             reason = "step_timeout" if outcome.status == "timed_out" else (
                 "retries_exhausted" if outcome.retryable else "step_error")
             return _finish(fc, execution_id, ex.event_id, "failed" if outcome.status == "failed" else "timed_out",
-                           error=outcome.error, failed_step=step.name, reason=reason, attempts=attempts)
+                           error=outcome.error, failed_step=step.name, reason=reason, attempts=attempts,
+                           context=context)
         _apply(context, step, outcome.output)
         if isinstance(step, ConditionStep) and not outcome.output["result"]:
             _skip_rest(fc, execution_id, ex.workflow_id, definition, seq)
-            return _finish(fc, execution_id, ex.event_id, "completed", reason="condition_false")
-    return _finish(fc, execution_id, ex.event_id, "completed")
+            return _finish(fc, execution_id, ex.event_id, "completed", reason="condition_false", context=context)
+    return _finish(fc, execution_id, ex.event_id, "completed", context=context)
 
 
 def pending_steps(conn: Connection, execution_id: UUID, definition: Definition) -> int:
@@ -220,12 +221,16 @@ def _skip_rest(fc: FlowContext, execution_id: UUID, workflow_id: str, definition
 
 
 def _finish(fc: FlowContext, execution_id: UUID, event_id: UUID | None, status: str, *, error: str | None = None,
-            failed_step: str | None = None, reason: str | None = None, attempts: int | None = None) -> str | None:
+            failed_step: str | None = None, reason: str | None = None, attempts: int | None = None,
+            context: dict[str, Any] | None = None) -> str | None:
     try:
         with fc.database.writer() as conn:
+            # The final context as the runner saw it is stored once, masked and under the payload policy.
             recording.finish_execution(conn, execution_id=execution_id, status=status, at=fc.clock(),
                                        error_message=error, failed_step=failed_step, reason=reason,
-                                       audit={"attempts": attempts} if attempts else None)
+                                       audit={"attempts": attempts} if attempts else None,
+                                       context=context if context is not None else recording.NO_PAYLOAD,
+                                       cfg=fc.payloads)
             if event_id is not None:
                 settle_event(conn, event_id)
     except Conflict:

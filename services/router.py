@@ -11,7 +11,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from services import events, recording, workflows
+from services import events, recording, tracing, workflows
 from services.db import Database
 from services.errors import InvalidInput, NotFound
 from services.payloads import PayloadConfig
@@ -69,7 +69,7 @@ def route(conn: Connection, cfg: PayloadConfig, *, event_id: UUID, source_system
         record = recording.create_execution(conn, cfg, NewExecution(
             workflow_id=match.workflow_id, workflow_version=match.version, trigger_source="webhook",
             trigger_payload=payload, event_id=event_id, execution_id=execution_id, replay_of=replay_of,
-            replay_id=replay_id))
+            replay_id=replay_id, parent=tracing.parent_for_event(conn, event_id=event_id)))
         ids.append(record.execution_id)
     if ids:
         events.append_status(conn, event_id=event_id, status="routed",

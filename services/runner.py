@@ -13,13 +13,14 @@ from uuid import UUID
 
 import sqlalchemy as sa
 
-from services import flow, recording, workflows
+from services import flow, recording, tracing, workflows
 from services.db import Database
 from services.errors import Conflict, InvalidInput, NotFound
 from services.flow import FlowContext, Resume
 from services.payloads import PayloadConfig
 from services.recording import NO_PAYLOAD, NewExecution
 from services.steps import Toolbox
+from services.tracecontext import TraceParent
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +90,15 @@ class Runner:
                                 is_cancelled=self.is_cancelled, pause=self._pause, defer=self._defer)
 
     def start(self, *, workflow_id: str, payload: Any = None, trigger_source: str = "manual",
-              event_id: UUID | None = None) -> UUID:
+              event_id: UUID | None = None, parent: TraceParent | None = None) -> UUID:
         """Record a new execution of the workflow's latest version and queue it; returns its id at once."""
         with self.database.writer() as conn:
             row = workflows.get_workflow(conn, workflow_id)
+            if parent is None and event_id is not None:
+                parent = tracing.parent_for_event(conn, event_id=event_id)
             record = recording.create_execution(conn, self.flow.payloads, NewExecution(
                 workflow_id=workflow_id, workflow_version=row["version"], trigger_source=trigger_source,
-                trigger_payload=payload, event_id=event_id))
+                trigger_payload=payload, event_id=event_id, parent=parent))
         self.submit(record.execution_id, payload=payload)
         return record.execution_id
 

@@ -1,0 +1,119 @@
+"""`flowledger search`: query, reindex OpenSearch with a progress bar, drain the outbox once, switch it."""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import click
+
+from app import api_search
+from app.runtime import Runtime, load_settings, start
+from services import opensearch, search
+from services.errors import ConfigurationError, InvalidInput
+
+
+def _time(value: str | None, name: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"--{name} must be an ISO 8601 timestamp, got {value!r}") from None
+    if moment.tzinfo is None:
+        raise InvalidInput(f"--{name} must include a timezone (e.g. 2026-01-10T00:00:00Z)")
+    return moment
+
+
+def _index(runtime: Runtime) -> opensearch.OpenSearchIndex:
+    index = api_search.opensearch_index(runtime)
+    if index is None:
+        raise ConfigurationError("FLOWLEDGER_OPENSEARCH_URL is not set (PostgreSQL full-text search needs no index "
+                                 "rebuild)")
+    return index
+
+
+@click.group("search")
+def search_group() -> None:
+    """Free-text search over step payloads and the OpenSearch index."""
+
+
+@search_group.command("query")
+@click.argument("q")
+@click.option("--workflow-id", help="Only this workflow.")
+@click.option("--status", help="Only executions with this status.")
+@click.option("--since", help="ISO 8601 lower bound (inclusive) on when the step was recorded.")
+@click.option("--until", help="ISO 8601 upper bound (exclusive).")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 100))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
+def query_command(q: str, workflow_id: str | None, status: str | None, since: str | None, until: str | None,
+                  limit: int, as_json: bool) -> None:
+    """Search step inputs, outputs and errors (PostgreSQL full-text; the API uses OpenSearch when set)."""
+    runtime = start(load_settings(), migrate=False)
+    try:
+        with runtime.database.reader() as conn:
+            page = search.search(conn, q=q, workflow_id=workflow_id, status=status, since=_time(since, "since"),
+                                 until=_time(until, "until"), limit=limit)
+    finally:
+        runtime.close()
+    if as_json:
+        click.echo(json.dumps(page, indent=2, default=str))
+        return
+    if not page["items"]:
+        click.echo("no matches")
+    for hit in page["items"]:
+        where = " [archived]" if hit["archived"] else ""
+        click.echo(f"{hit['workflow_id']}  {hit['status']}  {hit['step_name']}  {hit['link']}{where}")
+        click.echo(f"    {hit['snippet']}")
+
+
+@search_group.command("reindex")
+@click.option("--since", help="Only steps recorded at or after this ISO 8601 time (default: everything).")
+def reindex_command(since: str | None) -> None:
+    """Send every step to OpenSearch again (documents are overwritten by step id)."""
+    moment = _time(since, "since")
+    runtime = start(load_settings(), migrate=False)
+    try:
+        index = _index(runtime)
+        with click.progressbar(length=1, label="reindexing steps", show_pos=True) as bar:
+            def progress(sent: int, total: int) -> None:
+                bar.length = max(total, 1)
+                bar.update(sent - bar.pos)
+
+            sent = opensearch.reindex(runtime.database, index, since=moment, progress=progress)
+    finally:
+        runtime.close()
+    click.echo(f"reindexed {sent} steps into {index.pattern}")
+
+
+@search_group.command("index-pending")
+def index_pending_command() -> None:
+    """Run the outbox indexer once (what the scheduler does every few seconds)."""
+    runtime = start(load_settings(), migrate=False)
+    try:
+        _index(runtime)
+        run = api_search.index_pending(runtime)
+    finally:
+        runtime.close()
+    if run.busy:
+        click.echo("another process is indexing the outbox right now")
+    elif run.held_back:
+        click.echo("a transaction that may still add outbox rows is open; try again shortly")
+    else:
+        click.echo(f"sent {run.sent} steps in {run.batches} batches; outbox position {run.last_id}")
+    if run.error:
+        raise click.ClickException(f"stopped early, nothing lost: {run.error}")
+
+
+@search_group.command("outbox")
+@click.argument("state", type=click.Choice(["on", "off", "show"]))
+def outbox_command(state: str) -> None:
+    """Show or switch whether steps are written to the OpenSearch outbox."""
+    runtime = start(load_settings(), migrate=False)
+    try:
+        with runtime.database.writer() as conn:
+            if state != "show":
+                opensearch.set_outbox(conn, enabled=state == "on", reason="flowledger search outbox " + state)
+            enabled = opensearch.outbox_enabled(conn)
+    finally:
+        runtime.close()
+    click.echo(f"search outbox is {'on' if enabled else 'off'}")

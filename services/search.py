@@ -1,0 +1,187 @@
+"""Free-text search for investigations: PostgreSQL full-text plus trigram matching over step text.
+
+`steps.search_text` is extracted from payloads after masking (services.payloads.search_text), so a
+masked value never reaches the index. Exact identifiers rank first, then full-text rank, then
+the newest step. Archived executions stay findable: their text stays on the steps row.
+"""
+from __future__ import annotations
+
+import html
+import json
+import re
+import statistics
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from services import executions
+from services.errors import InvalidInput
+
+# Must stay identical to the expression of the steps_search_fts index (migration 0005).
+TSVECTOR = "to_tsvector('simple'::regconfig, st.search_text)"
+MARK_START, MARK_STOP = "\u27e6", "\u27e7"
+HEADLINE_OPTIONS = f"StartSel={MARK_START}, StopSel={MARK_STOP}, MaxWords=30, MinWords=8, MaxFragments=2"
+SNIPPET_CONTEXT = 80
+MIN_TRIGRAM_CHARS = 3
+MAX_QUERY_CHARS = 500
+
+SEARCH_SQL = """
+WITH q AS (SELECT websearch_to_tsquery('simple', :q) AS tsq),
+hits AS (
+  SELECT st.step_id, st.execution_id, st.step_name, st.seq, st.attempt, st.status AS step_status,
+         st.created_at, st.search_text, s.workflow_id, s.status, s.archived_uri,
+         st.search_text ~* :word AS exact,
+         ts_rank_cd({tsv}, q.tsq) AS rank
+  FROM steps st
+  CROSS JOIN q
+  JOIN execution_state s ON s.execution_id = st.execution_id
+  WHERE ({tsv} @@ q.tsq {trigram})
+    AND (CAST(:since AS timestamptz) IS NULL OR st.created_at >= :since)
+    AND (CAST(:until AS timestamptz) IS NULL OR st.created_at < :until)
+    AND (CAST(:workflow AS text) IS NULL OR s.workflow_id = :workflow)
+    AND (CAST(:status AS text) IS NULL OR s.status = :status)
+  ORDER BY exact DESC, rank DESC, st.created_at DESC, st.step_id
+  LIMIT :limit
+)
+SELECT h.*, ts_headline('simple', h.search_text, q.tsq, :options) AS headline
+FROM hits h CROSS JOIN q
+ORDER BY h.exact DESC, h.rank DESC, h.created_at DESC, h.step_id
+"""
+
+
+def search(conn: Connection, *, q: str, workflow_id: str | None = None, status: str | None = None,
+           since: datetime | None = None, until: datetime | None = None, limit: int = 20) -> dict[str, Any]:
+    """Steps whose extracted text matches q, ranked, each with a highlighted snippet and a timeline link."""
+    sql, params = _statement(q, workflow_id=workflow_id, status=status, since=since, until=until, limit=limit)
+    rows = conn.execute(sa.text(sql), params).mappings().all()
+    query = params["q"]
+    return {"query": query, "backend": "postgresql", "items": [_hit(dict(r), query) for r in rows]}
+
+
+def explain(conn: Connection, *, q: str, analyze: bool = False, **filters: Any) -> str:
+    """The plan PostgreSQL chooses for a search (for tests and the benchmark)."""
+    sql, params = _statement(q, **filters)
+    verb = "EXPLAIN (ANALYZE, BUFFERS)" if analyze else "EXPLAIN"
+    return "\n".join(r[0] for r in conn.execute(sa.text(f"{verb} {sql}"), params))
+
+
+def explain_field_lookup(conn: Connection, *, payload: dict[str, str], **filters: Any) -> str:
+    """The plan of executions.search for payload field conditions (proves the GIN index is used)."""
+    contains = executions.payload_filter(payload)
+    sql = executions.SEARCH_SQL.format(
+        join=executions.PAYLOAD_JOIN, payload="AND e.trigger_payload @> CAST(:contains AS jsonb)")
+    params = {"workflow": filters.get("workflow_id"), "status": filters.get("status"),
+              "source": filters.get("trigger_source"), "since": filters.get("since"),
+              "until": filters.get("until"), "after_at": None, "after_id": None,
+              "contains": json.dumps(contains), "limit": 51}
+    return "\n".join(r[0] for r in conn.execute(sa.text(f"EXPLAIN {sql}"), params))
+
+
+def execution_context(conn: Connection, hits: Iterable[dict[str, Any]], *,
+                      status: str | None = None) -> list[dict[str, Any]]:
+    """Hits from an external index joined with each execution's current state, status filter applied."""
+    hits = list(hits)
+    ids = sorted({UUID(str(h["execution_id"])) for h in hits})
+    if not ids:
+        return []
+    states = {r.execution_id: r for r in conn.execute(sa.text(
+        "SELECT execution_id, workflow_id, status, archived_uri FROM execution_state "
+        "WHERE execution_id = ANY(:ids)"), {"ids": ids})}
+    out = []
+    for hit in hits:
+        state = states.get(UUID(str(hit["execution_id"])))
+        if state is None or (status and state.status != status):
+            continue
+        out.append({**hit, "workflow_id": state.workflow_id, "status": state.status,
+                    **_archive(state.archived_uri)})
+    return out
+
+
+def step_link(execution_id: Any, step_id: Any) -> str:
+    """Where a hit opens: the execution timeline with the step selected."""
+    return f"/executions/{execution_id}?step={step_id}"
+
+
+def latency_probe(conn: Connection, *, text_queries: Sequence[str] = (),
+                  field_queries: Sequence[dict[str, str]] = (), repeat: int = 5,
+                  clock: Callable[[], float] = time.perf_counter) -> dict[str, dict[str, float]]:
+    """Milliseconds per query (min, median, max) for the benchmark command; measures, never asserts."""
+    results: dict[str, dict[str, float]] = {}
+    for q in text_queries:
+        results[f"text:{q}"] = _timed(lambda q=q: search(conn, q=q, limit=20), repeat, clock)
+    for fields in field_queries:
+        key = "field:" + ",".join(f"{k}={v}" for k, v in fields.items())
+        results[key] = _timed(lambda f=fields: executions.search(conn, payload=f, limit=50), repeat, clock)
+    return results
+
+
+def _timed(run: Callable[[], Any], repeat: int, clock: Callable[[], float]) -> dict[str, float]:
+    samples = []
+    for _ in range(max(1, repeat)):
+        start = clock()
+        run()
+        samples.append((clock() - start) * 1000)
+    return {"min_ms": min(samples), "median_ms": statistics.median(samples), "max_ms": max(samples),
+            "runs": float(len(samples))}
+
+
+def _statement(q: str, *, workflow_id: str | None = None, status: str | None = None,
+               since: datetime | None = None, until: datetime | None = None,
+               limit: int = 20) -> tuple[str, dict[str, Any]]:
+    query = " ".join((q or "").split())
+    if not query:
+        raise InvalidInput("q must contain the text to search for")
+    if len(query) > MAX_QUERY_CHARS:
+        raise InvalidInput(f"q must be at most {MAX_QUERY_CHARS} characters")
+    # Trigram matching needs three characters to narrow anything; shorter input is full-text only.
+    trigram = "OR st.search_text ILIKE :like" if len(query) >= MIN_TRIGRAM_CHARS else ""
+    sql = SEARCH_SQL.format(tsv=TSVECTOR, trigram=trigram)
+    params = {"q": query, "like": "%" + _like_escape(query) + "%", "word": _word_regex(query),
+              "since": since, "until": until, "workflow": workflow_id, "status": status, "limit": limit,
+              "options": HEADLINE_OPTIONS}
+    return sql, params
+
+
+def _hit(row: dict[str, Any], query: str) -> dict[str, Any]:
+    text = row.pop("search_text") or ""
+    headline = row.pop("headline") or ""
+    row["rank"] = float(row["rank"] or 0)
+    row["snippet"] = _snippet(text, query) if query.casefold() in text.casefold() else _marked(headline)
+    row["link"] = step_link(row["execution_id"], row["step_id"])
+    row.update(_archive(row.pop("archived_uri")))
+    return row
+
+
+def _archive(uri: str | None) -> dict[str, Any]:
+    """Whether the payloads behind a hit are still hot or live in the archive now."""
+    return {"archived": uri is not None, "archived_uri": uri, "payload_location": "archive" if uri else "hot"}
+
+
+def _snippet(text: str, query: str) -> str:
+    """An HTML-escaped window around the first literal occurrence of query, the match in <mark>."""
+    at = text.casefold().find(query.casefold())
+    start, stop = max(0, at - SNIPPET_CONTEXT), min(len(text), at + len(query) + SNIPPET_CONTEXT)
+    return ("…" if start else "") + html.escape(text[start:at]) + "<mark>" + \
+        html.escape(text[at:at + len(query)]) + "</mark>" + html.escape(text[at + len(query):stop]) + \
+        ("…" if stop < len(text) else "")
+
+
+def _marked(headline: str) -> str:
+    """ts_headline output made safe for HTML: escape everything, then turn the sentinels into <mark>."""
+    return html.escape(headline).replace(MARK_START, "<mark>").replace(MARK_STOP, "</mark>")
+
+
+def _like_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _word_regex(value: str) -> str:
+    """A case-insensitive PostgreSQL regex matching value as a whole token (not inside a longer id)."""
+    escaped = re.sub(r"([^0-9A-Za-z\s])", r"\\\1", value)
+    # '-', '.', '@' join the parts of ids and addresses: ORD-1 must not match inside ORD-1-2.
+    return f"(^|[^[:alnum:]_.@-]){escaped}($|[^[:alnum:]_@-]|\\.([^[:alnum:]]|$))"
