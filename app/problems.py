@@ -19,6 +19,9 @@ STATUS_BY_ERROR: dict[type[errors.FlowledgerError], int] = {
     errors.DatabaseUnavailable: 503,
     errors.ObjectStoreError: 502,
     errors.ConfigurationError: 500,
+    errors.Unauthorized: 401,
+    errors.Forbidden: 403,
+    errors.RateLimited: 429,
 }
 
 

@@ -35,3 +35,19 @@ class ObjectStoreError(FlowledgerError):
 
 class CodecError(FlowledgerError):
     """A stored payload cannot be decoded: corrupt, truncated or the wrong dictionary."""
+
+
+class Unauthorized(FlowledgerError):
+    """The request carries no valid credentials (token, signature, session)."""
+
+
+class Forbidden(FlowledgerError):
+    """The caller is known but its role does not allow the action."""
+
+
+class RateLimited(FlowledgerError):
+    """Too many requests; `retry_after` says how many seconds to wait."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
