@@ -6,10 +6,11 @@ import json
 from flask import Blueprint, Flask, Response, jsonify, request
 from sqlalchemy.exc import IntegrityError
 
+from app import auth
 from app.api_common import BodyTooLarge, parse_limit, parse_time, parse_uuid, read_body, runtime
 from app.problems import problem
 from app.runtime import Runtime
-from services import executions, inspection, reporting
+from services import deletion, executions, inspection, reporting
 from services.errors import InvalidInput
 
 bp = Blueprint("executions", __name__, url_prefix="/api/v1")
@@ -59,6 +60,25 @@ def get_execution(execution_id: str) -> Response:
     rt = runtime()
     with rt.database.reader() as conn:
         return jsonify(inspection.get_execution(conn, rt.payloads, parse_uuid(execution_id, "execution id")))
+
+
+@bp.delete("/executions/<execution_id>")
+@auth.require_role("admin")
+def force_delete(execution_id: str) -> Response:
+    """Force-delete (admin with executions.force-delete): rows and objects go, audit events stay."""
+    rt = runtime()
+    key = parse_uuid(execution_id, "execution id")
+    body = request.get_json(silent=True) or {}
+    principal = auth.current_principal()
+    with rt.database.writer() as conn:
+        # Even in open mode: destroying ledger rows needs a named admin holding the permission.
+        deletion.check_permission(conn, username=principal.name if principal and principal.user_id else "")
+    with rt.database.maintainer() as conn:
+        done = deletion.force_delete(conn, rt.payloads.store, execution_id=key, actor=principal.name,
+                                     reason=str(body.get("reason") or ""))
+        auth.audit(conn, "execution.force_delete", target=str(key),
+                   detail={"reason": body.get("reason"), "rows": done.rows, "objects": done.objects})
+    return jsonify(execution_id=key, deleted=True, rows=done.rows, objects=done.objects)
 
 
 def init_app(server: Flask, rt: Runtime) -> None:

@@ -9,7 +9,7 @@ import click
 
 from app.jsonio import ApiJSONProvider
 from app.runtime import load_settings, start
-from services import inspection
+from services import admin_audit, deletion, inspection
 from services.errors import InvalidInput
 
 
@@ -38,6 +38,35 @@ def inspect(execution_id: str, as_json: bool, no_payloads: bool) -> None:
         click.echo(json.dumps(record, default=ApiJSONProvider.default, indent=2))
         return
     _print_human(record)
+
+
+@execution.command("delete")
+@click.argument("execution_id")
+@click.option("--force", is_flag=True, help="Required: the deletion cannot be undone.")
+@click.option("--reason", required=True, help="Why; kept in the admin audit log and the execution's audit trail.")
+@click.option("--user", "username", required=True, help="The admin (with executions.force-delete) doing it.")
+def delete(execution_id: str, force: bool, reason: str, username: str) -> None:
+    """Remove an execution, its steps and payloads for good (audit events stay)."""
+    if not force:
+        raise InvalidInput("force-delete removes the execution for good; repeat with --force")
+    try:
+        key = UUID(execution_id)
+    except ValueError:
+        raise InvalidInput(f"{execution_id!r} is not an execution id (a UUID)") from None
+    runtime = start(load_settings(), migrate=False)
+    try:
+        with runtime.database.writer() as conn:
+            deletion.check_permission(conn, username=username)
+        with runtime.database.maintainer() as conn:
+            done = deletion.force_delete(conn, runtime.payloads.store, execution_id=key, actor=username,
+                                         reason=reason)
+            admin_audit.record(conn, actor=username, action="execution.force_delete", target=str(key),
+                               detail={"reason": reason, "rows": done.rows, "objects": done.objects},
+                               remote_addr="cli")
+    finally:
+        runtime.close()
+    click.echo(f"deleted execution {key}: {sum(done.rows.values())} row(s), {done.objects} object(s); "
+               "audit events kept")
 
 
 def _print_human(record: dict[str, Any]) -> None:

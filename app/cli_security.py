@@ -9,9 +9,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import click
+import sqlalchemy as sa
 
 from app.runtime import Runtime, load_settings, start
-from services import admin_audit, sealing, tokens, users
+from services import admin_audit, deletion, sealing, tokens, users
 
 
 @contextmanager
@@ -154,6 +155,22 @@ def user_set_role(username: str, role: str) -> None:
     click.echo(f"{user.username} is now {user.role}")
 
 
+@user_group.command("permit")
+@click.argument("username")
+@click.argument("permission", type=click.Choice([deletion.PERMISSION]))
+@click.option("--revoke", is_flag=True, help="Take the permission away instead.")
+def user_permit(username: str, permission: str, revoke: bool) -> None:
+    """Grant (or --revoke) an extra permission such as executions.force-delete."""
+    with _runtime() as rt, rt.database.writer() as conn:
+        users.find_user(conn, username)
+        conn.execute(sa.text(
+            "UPDATE users SET permissions = CASE WHEN :revoke THEN array_remove(permissions, :p) "
+            "WHEN :p = ANY(permissions) THEN permissions ELSE array_append(permissions, :p) END, "
+            "updated_at = now() WHERE username = :u"), {"revoke": revoke, "p": permission, "u": username})
+        _audit(conn, "user.permission", username, {"permission": permission, "granted": not revoke})
+    click.echo(f"{username}: {permission} {'revoked' if revoke else 'granted'}")
+
+
 @click.command("seal")
 def seal_command() -> None:
     """Seal every closed hour now (the scheduler does this hourly)."""
@@ -174,7 +191,8 @@ def verify_command(since: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"ok": report.ok, "seals_checked": report.seals_checked,
                                "rows_checked": report.rows_checked, "mismatches": report.mismatches,
-                               "problems": report.problems}, indent=2, default=str))
+                               "problems": report.problems, "authorised_removals": report.authorised},
+                              indent=2, default=str))
     else:
         for m in report.mismatches:
             extra = f" ({m['detail']})" if m.get("detail") else ""
@@ -182,6 +200,8 @@ def verify_command(since: str | None, as_json: bool) -> None:
                        f"{m['period_start']:%Y-%m-%d %H:00}{extra}")
         for p in report.problems:
             click.echo(f"SEAL     #{p['seal_id']} {p['period_start']:%Y-%m-%d %H:00}: {p['problem']}")
+        for a in report.authorised:
+            click.echo(f"AUTHORISED {a['kind']} {a['table']:20} {a['key']}  by {a['actor']}: {a['reason']}")
         verdict = "OK" if report.ok else f"MISMATCH: {len(report.mismatches)} row(s), {len(report.problems)} seal(s)"
         click.echo(f"{verdict}; {report.seals_checked} seal(s), {report.rows_checked} row(s) checked")
     if not report.ok:

@@ -60,6 +60,7 @@ class VerifyReport:
     rows_checked: int = 0
     mismatches: list[dict[str, Any]] = field(default_factory=list)
     problems: list[dict[str, Any]] = field(default_factory=list)
+    authorised: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -204,6 +205,7 @@ def verify(conn: Connection, *, since: datetime | None = None, store: ObjectStor
         "lag(s.root) OVER (ORDER BY s.period_start) AS prev_actual, "
         "lag(s.period_end) OVER (ORDER BY s.period_start) AS prev_end "
         "FROM seals s LEFT JOIN seal_leaves l USING (seal_id) ORDER BY s.period_start")).mappings().all()
+    removals = _authorised_removals(conn)
     for seal in seals:
         if since is not None and seal["period_end"] <= since:
             continue
@@ -212,7 +214,7 @@ def verify(conn: Connection, *, since: datetime | None = None, store: ObjectStor
         current = leaves_for(conn, seal["period_start"], seal["period_end"])
         report.rows_checked += len(current)
         sealed = _unpack(seal["leaves"]) if seal["leaves"] is not None else []
-        _diff(seal, sealed, current, report)
+        _diff(seal, sealed, current, report, removals)
         if payloads is not None:
             _check_payload_bytes(conn, payloads, seal, report)
     return report
@@ -241,8 +243,17 @@ def _check_seal(seal: Any, report: VerifyReport, store: ObjectStore | None) -> N
                 problem("the seal in the database differs from the one published to the object store")
 
 
+def _authorised_removals(conn: Connection) -> dict[tuple[str, str], dict[str, Any]]:
+    """Rows removed on purpose (force-delete, retention, erasure), as recorded by the maintainer."""
+    if conn.execute(sa.text("SELECT to_regclass('ledger_removals')")).scalar() is None:
+        return {}
+    rows = conn.execute(sa.text("SELECT table_name, row_key, kind, actor, reason, at FROM ledger_removals"))
+    return {(r.table_name, r.row_key): {"kind": r.kind, "actor": r.actor, "reason": r.reason, "at": r.at}
+            for r in rows}
+
+
 def _diff(seal: Any, sealed: list[tuple[str, str, bytes]], current: list[tuple[str, str, bytes]],
-          report: VerifyReport) -> None:
+          report: VerifyReport, removals: dict[tuple[str, str], dict[str, Any]] | None = None) -> None:
     before = {(t, k): d for t, k, d in sealed}
     after = {(t, k): d for t, k, d in current}
     for key in sorted(before.keys() | after.keys()):
@@ -254,8 +265,12 @@ def _diff(seal: Any, sealed: list[tuple[str, str, bytes]], current: list[tuple[s
             change = "changed"
         else:
             continue
-        report.mismatches.append({"table": key[0], "key": key[1], "change": change,
-                                  "seal_id": seal["seal_id"], "period_start": seal["period_start"]})
+        entry = {"table": key[0], "key": key[1], "change": change, "seal_id": seal["seal_id"],
+                 "period_start": seal["period_start"]}
+        if change == "removed" and removals and key in removals:
+            report.authorised.append({**entry, **removals[key]})
+        else:
+            report.mismatches.append(entry)
 
 
 def _check_payload_bytes(conn: Connection, cfg: PayloadConfig, seal: Any, report: VerifyReport) -> None:

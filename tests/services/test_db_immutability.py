@@ -158,3 +158,17 @@ def test_a_second_final_outcome_for_one_execution_is_refused(database):
 def test_writer_may_create_next_months_partitions_through_the_owner_function(database):
     assert ensure_partitions(database, months_ahead=5) >= 0
     assert ensure_partitions(database, months_ahead=5) == 0
+
+
+def test_authorised_removals_can_only_be_appended_by_the_maintainer(database):
+    with database.maintainer() as conn:
+        conn.execute(sa.text("INSERT INTO ledger_removals (kind, actor, table_name, row_key) "
+                             "VALUES ('retention', 'test', 'steps', :k)"), {"k": str(uuid.uuid4())})
+    for role, statement in (("writer", "INSERT INTO ledger_removals (kind, actor, table_name, row_key) "
+                                       "VALUES ('retention', 'forger', 'steps', 'x')"),
+                            ("writer", "DELETE FROM ledger_removals"),
+                            ("maintainer", "DELETE FROM ledger_removals"),
+                            ("maintainer", "UPDATE ledger_removals SET actor = 'someone else'")):
+        with pytest.raises(ProgrammingError, match="permission denied"):
+            with getattr(database, role)() as conn:
+                conn.execute(sa.text(statement))

@@ -1,0 +1,216 @@
+"""Retention against real PostgreSQL and moto S3: archive, tier to Glacier IR, expire, hold, drop partitions."""
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import boto3
+import pytest
+import sqlalchemy as sa
+
+from services import archive_reader, archiving, inspection, retention
+from services.db import Database
+from services.payloads import PayloadConfig
+from services.retention import RetentionOptions
+from tests.services.jobs_factories import counts, make_workflow, record_run, s3_payloads
+
+AHEAD = timedelta(days=400)
+
+
+@pytest.fixture
+def db(fresh_database: Database) -> Database:
+    """Retention is global (every workflow, every partition): each test gets a database of its own."""
+    fresh_database.migrate()
+    return fresh_database
+
+
+@pytest.fixture
+def cfg(s3_server: str, tmp_path: Path) -> PayloadConfig:
+    return s3_payloads(s3_server, tmp_path)
+
+
+def _objects(cfg: PayloadConfig) -> list[str]:
+    return cfg.store.list("")
+
+
+def _scenario(db: Database, cfg: PayloadConfig) -> dict:
+    with db.writer() as conn:
+        make_workflow(conn, "hot")
+        make_workflow(conn, "held", retention_days=30, legal_hold=True)
+        make_workflow(conn, "rof", retention_days=30, retain_on_failure=True)
+        make_workflow(conn, "short", retention_days=365)
+        ids = {"hot": [record_run(conn, cfg, "hot", seed=i, size_hint=4096) for i in range(100)],
+               "held": [record_run(conn, cfg, "held", seed=100 + i) for i in range(3)],
+               "rof_failed": [record_run(conn, cfg, "rof", status="failed", error="boom", seed=200 + i)
+                              for i in range(2)],
+               "rof_ok": [record_run(conn, cfg, "rof", seed=300 + i) for i in range(2)],
+               "short": [record_run(conn, cfg, "short", seed=400 + i) for i in range(2)]}
+        from services import recording
+        from services.recording import NewExecution
+
+        running = recording.create_execution(conn, cfg, NewExecution(workflow_id="hot", trigger_payload={"a": 1}))
+        recording.start_execution(conn, execution_id=running.execution_id)
+        ids["running"] = running.execution_id
+    return ids
+
+
+def _snapshot(db: Database, cfg: PayloadConfig) -> tuple[dict, list[str]]:
+    with db.reader() as conn:
+        table_counts = {w: counts(conn, w) for w in ("hot", "held", "rof", "short")}
+    return table_counts, _objects(cfg)
+
+
+def test_a_dry_run_400_days_ahead_reports_the_plan_and_changes_nothing(db: Database, cfg: PayloadConfig) -> None:
+    _scenario(db, cfg)
+    before = _snapshot(db, cfg)
+    report = retention.prune(db, cfg, now=datetime.now(UTC) + AHEAD, options=RetentionOptions(dry_run=True))
+    assert _snapshot(db, cfg) == before
+    assert report.workflows["hot"]["archive_executions"] == 100
+    assert report.workflows["short"]["expire_executions"] == 2
+    assert report.workflows["rof"]["expire_executions"] == 2  # the two successes; failures are kept
+    assert report.workflows["held"]["legal_hold_kept"] == 3
+    assert report.archives_written == 0 and report.partitions_dropped == []
+
+
+def test_400_days_ahead_hot_rows_are_archived_then_moved_to_glacier_ir(
+        db: Database, cfg: PayloadConfig, s3_server: str) -> None:
+    ids = _scenario(db, cfg)
+    with db.reader() as conn:
+        before = {e: inspection.get_execution(conn, cfg, e) for e in ids["hot"][:5]}
+    report = retention.prune(db, cfg, now=datetime.now(UTC) + AHEAD)
+
+    with db.reader() as conn:
+        after = counts(conn, "hot")
+        archived = conn.execute(sa.text(
+            "SELECT count(*) FROM execution_state WHERE workflow_id = 'hot' AND archived_uri IS NOT NULL")).scalar()
+        running_uri = conn.execute(sa.text("SELECT archived_uri FROM execution_state WHERE execution_id = :e"),
+                                   {"e": ids["running"]}).scalar()
+        manifest = conn.execute(sa.text(
+            "SELECT archive_id, uri, size_bytes, storage_class, execution_count, manifest FROM archive_manifests "
+            "WHERE workflow_id = 'hot'")).one()
+        tier = conn.execute(sa.text("SELECT storage_class FROM archive_tier_changes WHERE archive_id = :a"),
+                            {"a": manifest.archive_id}).scalar_one()
+        remaining_payloads = conn.execute(sa.text(
+            "SELECT count(*) FROM payloads WHERE execution_id = ANY(:ids)"), {"ids": ids["hot"]}).scalar()
+    assert archived == 100 and running_uri is None  # an unfinished execution is never archived
+    assert remaining_payloads == 0 and after["executions"] == 101 and after["steps"] == 200
+    assert manifest.storage_class == "STANDARD_IA" and manifest.execution_count == 100
+    assert manifest.manifest["payload_count"] == 400 and len(manifest.manifest["execution_sha256"]) == 100
+    assert manifest.size_bytes > 2 * 128 * 1024, "archive objects must be well above S3's 128 KB IA minimum"
+    assert tier == "GLACIER_IR" and report.tiered_to_glacier >= 1
+    bucket, key = manifest.uri.removeprefix("s3://").split("/", 1)
+    head = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").head_object(Bucket=bucket, Key=key)
+    assert head["StorageClass"] == "GLACIER_IR"
+    # The archived execution still opens, with identical payloads read back from the archive.
+    archive_reader.forget(manifest.uri)
+    with db.reader() as conn:
+        for execution_id, original in before.items():
+            again = inspection.get_execution(conn, cfg, execution_id)
+            assert again["archived_uri"] == manifest.uri
+            assert [(s["input"], s["output"]) for s in again["steps"]] == \
+                   [(s["input"], s["output"]) for s in original["steps"]]
+            assert again["trigger_payload"] == original["trigger_payload"]
+    assert report.longest_transaction_ms < 5000
+    print(f"\nlongest maintainer transaction: {report.longest_transaction_ms} ms over {report.transactions}; "
+          f"archive object {manifest.size_bytes} bytes")
+
+
+def test_legal_hold_and_retain_on_failure_data_survive_the_end_of_retention(db: Database, cfg: PayloadConfig) -> None:
+    ids = _scenario(db, cfg)
+    with db.reader() as conn:
+        held_before = counts(conn, "held")
+    retention.prune(db, cfg, now=datetime.now(UTC) + AHEAD)
+    with db.reader() as conn:
+        assert counts(conn, "held") == held_before  # not archived, not expired, not cleaned
+        rof = conn.execute(sa.text("SELECT execution_id FROM execution_state WHERE workflow_id = 'rof'")).scalars()
+        assert set(rof) == set(ids["rof_failed"])
+        assert counts(conn, "short")["executions"] == 0
+        for execution_id in ids["rof_failed"]:
+            assert inspection.get_execution(conn, cfg, execution_id)["status"] == "failed"
+
+
+def test_audit_events_outlive_their_deleted_execution_until_the_audit_retention(
+        db: Database, cfg: PayloadConfig) -> None:
+    with db.writer() as conn:
+        make_workflow(conn, "brief", retention_days=30)
+        execution_id = record_run(conn, cfg, "brief")
+    audit_sql = sa.text("SELECT count(*) FROM execution_audit_events WHERE execution_id = :e")
+    retention.prune(db, cfg, now=datetime.now(UTC) + timedelta(days=40),
+                    options=RetentionOptions(audit_retention_days=60))
+    with db.reader() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM executions WHERE execution_id = :e"),
+                            {"e": execution_id}).scalar() == 0
+        assert conn.execute(audit_sql, {"e": execution_id}).scalar() > 0
+    retention.prune(db, cfg, now=datetime.now(UTC) + timedelta(days=70),
+                    options=RetentionOptions(audit_retention_days=60))
+    with db.reader() as conn:
+        assert conn.execute(audit_sql, {"e": execution_id}).scalar() == 0
+
+
+def test_a_partition_is_dropped_when_all_its_rows_are_archived_or_expired(db: Database, cfg: PayloadConfig) -> None:
+    with db.writer() as conn:
+        make_workflow(conn, "keep")
+        make_workflow(conn, "gone", retention_days=365)
+        for i in range(3):
+            record_run(conn, cfg, "keep", seed=i)
+            record_run(conn, cfg, "gone", seed=10 + i)
+        ids = list(conn.execute(sa.text("SELECT execution_id FROM execution_state")).scalars())
+    # Old rows: as admin, move this test's payloads and audit events into the partition of two months ago.
+    month = (datetime.now(UTC).replace(day=1) - timedelta(days=40)).replace(day=15)
+    suffix = f"_y{month:%Y}m{month:%m}"
+    with db.admin() as conn:
+        conn.execute(sa.text("UPDATE payloads SET created_at = :m WHERE execution_id = ANY(:ids)"),
+                     {"m": month, "ids": ids})
+        conn.execute(sa.text('UPDATE execution_audit_events SET "timestamp" = :m WHERE execution_id = ANY(:ids)'),
+                     {"m": month, "ids": ids})
+        assert conn.execute(sa.text(f"SELECT count(*) FROM payloads{suffix}")).scalar() == 24
+    report = retention.prune(db, cfg, now=datetime.now(UTC) + AHEAD)
+    # payloads: every row archived ("keep") or expired ("gone") -> the whole partition went at once.
+    assert f"payloads{suffix}" in report.partitions_dropped
+    assert f"execution_audit_events{suffix}" in report.partitions_dropped
+    with db.admin() as conn:
+        assert conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": f"payloads{suffix}"}).scalar() is None
+        now = datetime.now(UTC)
+        # executions of "keep" stay as searchable metadata, so the present month's partition stays.
+        assert conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": f"executions_y{now:%Y}m{now:%m}"}).scalar()
+    assert report.payload_rows_deleted == 0, "rows left with their partition, not one by one"
+
+
+def test_placing_a_legal_hold_records_who_and_when_in_a_new_workflow_version(db: Database, cfg: PayloadConfig) -> None:
+    with db.writer() as conn:
+        make_workflow(conn, "case", retention_days=30)
+        record_run(conn, cfg, "case")
+    retention.prune(db, cfg, now=datetime.now(UTC) + timedelta(days=20), options=RetentionOptions(hot_days=10))
+    with db.writer() as conn:
+        result = archiving.set_legal_hold(conn, cfg, workflow_id="case", on=True, by="counsel@example.com",
+                                          reason="litigation 42")
+    assert result["archives"] == 1 and result["version"] == 2
+    with db.reader() as conn:
+        row = conn.execute(sa.text("SELECT created_by, change_note, legal_hold FROM workflow_versions "
+                                   "WHERE workflow_id = 'case' AND version = 2")).one()
+    assert row.created_by == "counsel@example.com" and row.legal_hold and "litigation 42" in row.change_note
+    retention.prune(db, cfg, now=datetime.now(UTC) + AHEAD)
+    with db.reader() as conn:
+        assert counts(conn, "case")["executions"] == 1
+
+
+@pytest.mark.slow
+def test_a_pruning_run_over_thousands_of_rows_keeps_every_transaction_short(db: Database, cfg: PayloadConfig) -> None:
+    with db.writer() as conn:
+        make_workflow(conn, "bulk-archive")
+        make_workflow(conn, "bulk-expire", retention_days=30)
+    started = time.perf_counter()
+    for chunk in range(6):
+        with db.writer() as conn:
+            for i in range(250):
+                record_run(conn, cfg, "bulk-archive" if i % 2 else "bulk-expire", seed=chunk * 1000 + i,
+                           steps=1, size_hint=1024)
+    made = time.perf_counter() - started
+    report = retention.prune(db, cfg, now=datetime.now(UTC) + AHEAD, options=RetentionOptions(batch_size=200))
+    with db.reader() as conn:
+        assert counts(conn, "bulk-expire")["executions"] == 0
+        assert counts(conn, "bulk-archive")["payloads"] == 0
+    print(f"\n1500 executions (4500 payload/step rows) made in {made:.1f}s; pruning used {report.transactions} "
+          f"transactions, longest {report.longest_transaction_ms} ms")
+    assert report.longest_transaction_ms < 2000
