@@ -1,6 +1,7 @@
 """Force-delete one execution: an authorised, recorded removal through the maintainer role."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -65,9 +66,9 @@ def force_delete(conn: Connection, store: ObjectStore, *, execution_id: UUID, ac
                                 {"e": execution_id}).rowcount for table in DELETES}
     conn.execute(sa.text(
         "INSERT INTO execution_audit_events (execution_id, event_type, metadata) VALUES (:e, 'DELETED', "
-        "CAST(:m AS jsonb))"), {"e": execution_id, "m": _json({
+        "CAST(:m AS jsonb))"), {"e": execution_id, "m": json.dumps({
             "deleted_by": actor, "reason": reason, "workflow_id": execution.workflow_id,
-            "status_at_deletion": execution.status, "rows": rows, "objects": len(uris)})})
+            "status_at_deletion": execution.status, "rows": rows, "objects": len(uris)}, default=str)})
     for uri in uris:
         store.delete(uri)  # after the rows: a failure here leaves an orphan object, never a dangling row
     return Deleted(execution_id, rows, len(uris))
@@ -80,14 +81,62 @@ def _under_legal_hold(conn: Connection, workflow_id: str) -> bool:
 
 
 def _record_removals(conn: Connection, *, execution_id: UUID, actor: str, reason: str) -> None:
-    for table, keys_sql in SEALED_ROWS:
+    record_removals(conn, kind="force_delete", actor=actor, reason=reason, execution_ids=[execution_id])
+
+
+EXECUTION_ROWS = (
+    ("executions", "execution_id::text", "executions"),
+    ("execution_transitions", "execution_id::text || ':' || seq", "execution_transitions"),
+    ("steps", "step_id::text", "steps"),
+    ("payloads", "payload_id::text", "payloads"),
+)
+EVENT_ROWS = (("events", "event_id::text", "events"), ("event_status_history", "id::text", "event_status_history"))
+
+
+def record_removals(conn: Connection, *, kind: str, actor: str, reason: str | None,
+                    execution_ids: list[UUID] | tuple = (), event_ids: list[UUID] | tuple = (),
+                    tables: tuple[str, ...] | None = None) -> None:
+    """Record, before removing them, every sealed row of these executions/events as an authorised removal.
+
+    Call in the maintainer transaction that deletes or rewrites the rows, so verify can tell the
+    removal from tampering; tables narrows the record to the tables actually touched.
+    """
+    for table, key, source in EXECUTION_ROWS:
+        if execution_ids and (tables is None or table in tables):
+            conn.execute(sa.text(
+                f"INSERT INTO ledger_removals (kind, actor, reason, table_name, row_key, execution_id) "
+                f"SELECT :kind, :actor, :reason, :table, {key}, execution_id FROM {source} "
+                f"WHERE execution_id = ANY(:ids)"),
+                {"kind": kind, "actor": actor, "reason": reason, "table": table, "ids": list(execution_ids)})
+    for table, key, source in EVENT_ROWS:
+        if event_ids and (tables is None or table in tables):
+            conn.execute(sa.text(
+                f"INSERT INTO ledger_removals (kind, actor, reason, table_name, row_key) "
+                f"SELECT :kind, :actor, :reason, :table, {key} FROM {source} WHERE event_id = ANY(:ids)"),
+                {"kind": kind, "actor": actor, "reason": reason, "table": table, "ids": list(event_ids)})
+
+
+def record_keys(conn: Connection, *, kind: str, actor: str, reason: str | None, table: str,
+                rows: list[Any]) -> None:
+    """Record already-selected (row key, execution id) pairs of one table as authorised removals."""
+    if rows:
         conn.execute(sa.text(
-            f"INSERT INTO ledger_removals (kind, actor, reason, table_name, row_key, execution_id) "
-            f"SELECT 'force_delete', :actor, :reason, :table, k, :e FROM ({keys_sql}) AS keys(k)"),
-            {"actor": actor, "reason": reason, "table": table, "e": execution_id})
+            "INSERT INTO ledger_removals (kind, actor, reason, table_name, row_key, execution_id) "
+            "SELECT :kind, :actor, :reason, :table, k, e FROM unnest(CAST(:keys AS text[]), CAST(:ids AS uuid[])) "
+            "AS r(k, e)"), {"kind": kind, "actor": actor, "reason": reason, "table": table,
+                            "keys": [r[0] for r in rows], "ids": [r[1] for r in rows]})
 
 
-def _json(value: Any) -> str:
-    import json
+PARTITION_KEYS = {"events": "event_id::text", "executions": "execution_id::text", "steps": "step_id::text",
+                  "payloads": "payload_id::text", "execution_audit_events": "id::text"}
 
-    return json.dumps(value, default=str)
+
+def record_partition(conn: Connection, *, parent: str, partition: str, actor: str) -> None:
+    """Record every sealed row of a partition about to be dropped whole."""
+    key = PARTITION_KEYS.get(parent)
+    if key is None:
+        return
+    conn.execute(sa.text(
+        f"INSERT INTO ledger_removals (kind, actor, reason, table_name, row_key) "
+        f"SELECT 'retention', :actor, 'partition dropped', :table, {key} FROM \"{partition}\""),
+        {"actor": actor, "table": parent})

@@ -11,7 +11,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from services import archive_reader, archiving, codec, recording
+from services import archive_reader, archiving, codec, deletion, recording
 from services.db import Database
 from services.errors import CodecError, Conflict, InvalidInput, ObjectStoreError
 from services.payloads import PayloadConfig
@@ -125,6 +125,9 @@ def erase(database: Database, cfg: PayloadConfig, *, subject_field: str, value: 
              "h": codec.sha256_hex(value.encode()), "d": json.dumps({"executions": len(ids), "events": len(events)})})
         rows = conn.execute(sa.text(
             "SELECT payload_id, execution_id, uri FROM payloads WHERE execution_id = ANY(:ids)"), {"ids": ids}).all()
+        # Erasure rewrites sealed rows on purpose: record them so verify does not report tampering.
+        deletion.record_removals(conn, kind="erasure", actor=requested_by, reason=f"erasure {plan.erasure_id}",
+                                 execution_ids=ids, event_ids=events, tables=("executions", "payloads", "events"))
         conn.execute(sa.text(
             "INSERT INTO erased_payloads (payload_id, erasure_id, execution_id) SELECT payload_id, :er, execution_id "
             "FROM payloads WHERE execution_id = ANY(:ids) ON CONFLICT DO NOTHING"), {"ids": ids, "er": plan.erasure_id})

@@ -14,7 +14,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from services import archive_reader, archiving
+from services import archive_reader, archiving, deletion
 from services.db import Database
 from services.payloads import PayloadConfig
 
@@ -221,6 +221,7 @@ def _expire_workflow(database: Database, cfg: PayloadConfig, policy: Policy, now
 def _delete_executions(conn: Connection, ids: list[UUID], event_ids: list[UUID]) -> list[str]:
     """Remove executions whole; returns object URIs (offloaded payloads, emptied archives) to delete after commit."""
     p = {"ids": ids}
+    deletion.record_removals(conn, kind="retention", actor="retention", reason="end of retention", execution_ids=ids)
     uris = list(conn.execute(sa.text(
         "DELETE FROM payloads WHERE execution_id = ANY(:ids) AND uri IS NOT NULL RETURNING uri"), p).scalars())
     # Offloaded payloads already purged from PostgreSQL are known through their archive entry.
@@ -247,6 +248,8 @@ def _delete_executions(conn: Connection, ids: list[UUID], event_ids: list[UUID])
         "(SELECT 1 FROM execution_state s WHERE s.event_id = e)"), {"ev": event_ids}).scalars())
     if gone:
         q = {"ev": gone}
+        deletion.record_removals(conn, kind="retention", actor="retention", reason="end of retention",
+                                 event_ids=gone)
         touched += list(conn.execute(sa.text(
             "DELETE FROM event_archives WHERE event_id = ANY(:ev) RETURNING archive_id"), q).scalars())
         for statement in ("DELETE FROM events WHERE event_id = ANY(:ev)",
@@ -308,10 +311,14 @@ def _audit_cleanup(database: Database, now: datetime, opts: RetentionOptions, he
         _drop_partitions(database, table, cutoff, report, keep_sql=held_row, held=held)
         while True:
             with _tx(database, report) as conn:
-                n = conn.execute(sa.text(
+                removed = conn.execute(sa.text(
                     f'DELETE FROM {table} WHERE (id, "timestamp") IN (SELECT id, "timestamp" FROM {table} t '
-                    f'WHERE "timestamp" < :c AND {keep} LIMIT :n)'),
-                    {"c": cutoff, "held": held, "n": opts.batch_size * 4}).rowcount
+                    f'WHERE "timestamp" < :c AND {keep} LIMIT :n) RETURNING id::text, execution_id'),
+                    {"c": cutoff, "held": held, "n": opts.batch_size * 4}).all()
+                if table == "execution_audit_events":
+                    deletion.record_keys(conn, kind="retention", actor="retention", reason="audit retention",
+                                         table=table, rows=removed)
+                n = len(removed)
             setattr(report, counter, getattr(report, counter) + n)
             tick("audit", n)
             if n == 0:
@@ -370,6 +377,7 @@ def _drop_partitions(database: Database, parent: str, before: datetime, report: 
             if conn.execute(sa.text(f'SELECT EXISTS (SELECT 1 FROM "{name}" t WHERE {keep_sql})'),
                             {"held": held}).scalar():
                 continue
+            deletion.record_partition(conn, parent=parent, partition=name, actor="retention")
             conn.execute(sa.text("SELECT flowledger_drop_partition(:n)"), {"n": name})
         report.partitions_dropped.append(name)
         log.info("dropped partition %s", name)

@@ -248,8 +248,14 @@ def _authorised_removals(conn: Connection) -> dict[tuple[str, str], dict[str, An
     if conn.execute(sa.text("SELECT to_regclass('ledger_removals')")).scalar() is None:
         return {}
     rows = conn.execute(sa.text("SELECT table_name, row_key, kind, actor, reason, at FROM ledger_removals"))
-    return {(r.table_name, r.row_key): {"kind": r.kind, "actor": r.actor, "reason": r.reason, "at": r.at}
-            for r in rows}
+    found = {(r.table_name, r.row_key): {"kind": r.kind, "actor": r.actor, "reason": r.reason, "at": r.at}
+             for r in rows}
+    if conn.execute(sa.text("SELECT to_regclass('archived_payloads')")).scalar() is not None:
+        # Tiering moves payload rows into archives; the archive entry is the authorisation.
+        for r in conn.execute(sa.text("SELECT payload_id::text AS k, archived_at FROM archived_payloads")):
+            found.setdefault(("payloads", r.k), {"kind": "retention", "actor": "retention",
+                                                 "reason": "moved to archive", "at": r.archived_at})
+    return found
 
 
 def _diff(seal: Any, sealed: list[tuple[str, str, bytes]], current: list[tuple[str, str, bytes]],
@@ -267,7 +273,7 @@ def _diff(seal: Any, sealed: list[tuple[str, str, bytes]], current: list[tuple[s
             continue
         entry = {"table": key[0], "key": key[1], "change": change, "seal_id": seal["seal_id"],
                  "period_start": seal["period_start"]}
-        if change == "removed" and removals and key in removals:
+        if removals and key in removals and (change == "removed" or removals[key]["kind"] == "erasure"):
             report.authorised.append({**entry, **removals[key]})
         else:
             report.mismatches.append(entry)

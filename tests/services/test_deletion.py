@@ -3,7 +3,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -171,3 +171,34 @@ def test_api_force_delete_answers_401_403_or_deletes_by_permission(ledger, tmp_p
     assert without.status_code == 403 and without.mimetype == "application/problem+json"
     assert allowed.status_code == 200, allowed.get_json()
     assert allowed.get_json()["deleted"] is True
+
+
+def test_verify_tells_erasure_and_end_of_retention_from_tampering(ledger):
+    from services import erasure, retention
+
+    database, cfg = ledger
+    with database.writer() as conn:
+        conn.execute(sa.text("INSERT INTO workflows (workflow_id) VALUES ('wf-short') ON CONFLICT DO NOTHING"))
+        conn.execute(sa.text("INSERT INTO workflow_versions (workflow_id, version, definition, retention_days) "
+                             "VALUES ('wf-short', 1, '{}', 7) ON CONFLICT DO NOTHING"))
+        for customer in ("erase-me@example.com", "keep-me@example.com"):
+            rec = recording.create_execution(conn, cfg, NewExecution(
+                workflow_id="wf-short", trigger_payload={"customer": {"email": customer}}))
+            recording.start_execution(conn, execution_id=rec.execution_id)
+            recording.record_step(conn, cfg, execution_id=rec.execution_id, workflow_id="wf-short",
+                                  attempt=StepAttempt("mail", "action", 0, "completed", output={"to": customer}))
+            recording.finish_execution(conn, execution_id=rec.execution_id, status="completed")
+    _seal(database, cfg)
+
+    erasure.erase(database, cfg, subject_field="customer.email", value="erase-me@example.com",
+                  requested_by="dpo@example.com", now=datetime.now(UTC))
+    retention.prune(database, cfg, now=datetime.now(UTC) + timedelta(days=400),
+                    options=retention.RetentionOptions(audit_retention_days=30))
+
+    with database.admin() as conn:
+        left = conn.execute(sa.text("SELECT count(*) FROM executions WHERE workflow_id = 'wf-short'")).scalar()
+    with database.admin() as conn:
+        report = sealing.verify(conn, store=cfg.store)
+    assert left == 0
+    assert report.ok, report.mismatches[:5]
+    assert {a["kind"] for a in report.authorised} >= {"erasure", "retention"}
