@@ -1,0 +1,158 @@
+"""Read paths at scale: execution with steps, latest 50, payload look-up, free text, rollups; each vs raw SQL."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import random
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from bench import dataset
+from bench.runner import Context, Row, percentile
+from services import executions, inspection, rollups
+from services.objectstore import open_store
+from services.payloads import PayloadConfig
+
+RAW_EXECUTION = sa.text("""
+SELECT s.status, e.workflow_id, e.trigger_payload, st.step_id, st.seq, st.attempt, st.status AS step_status,
+       st.started_at, st.completed_at, st.error_message, pi.data AS input, po.data AS output
+FROM execution_state s
+JOIN executions e ON e.execution_id = s.execution_id AND e.created_at = s.created_at
+JOIN steps st ON st.execution_id = s.execution_id
+LEFT JOIN payloads pi ON pi.payload_id = st.input_payload_id
+LEFT JOIN payloads po ON po.payload_id = st.output_payload_id
+WHERE s.execution_id = :e ORDER BY st.seq, st.attempt
+""")
+RAW_LATEST = sa.text("""
+SELECT execution_id, status, created_at FROM execution_state
+WHERE workflow_id = :w AND created_at >= :s AND created_at < :u ORDER BY created_at DESC, execution_id DESC LIMIT 50
+""")
+RAW_LOOKUP = sa.text("SELECT execution_id FROM executions WHERE trigger_payload @> CAST(:doc AS jsonb)")
+RAW_TEXT = sa.text("SELECT step_id FROM steps WHERE to_tsvector('simple'::regconfig, search_text) "
+                   "@@ websearch_to_tsquery('simple', :q) LIMIT 20")
+RAW_FAILURE = sa.text("""
+SELECT workflow_id, date_trunc('hour', completed_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS hour, count(*),
+       count(*) FILTER (WHERE status IN ('failed', 'timed_out'))
+FROM execution_state WHERE completed_at >= :s AND completed_at < :u GROUP BY 1, 2
+""")
+RAW_STATUS = sa.text("""
+SELECT status, count(*) FROM (
+  SELECT status, completed_at AS at FROM execution_state WHERE completed_at >= :s AND completed_at < :u
+  UNION ALL SELECT 'running', started_at FROM execution_state WHERE started_at >= :s AND started_at < :u) x
+GROUP BY 1
+""")
+
+
+def _p95_ms(conn: Any, calls: list[Callable[[], Any]]) -> float:
+    times = []
+    for call in calls:
+        start = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - start) * 1000)
+    return percentile(times, 95)
+
+
+def _pair(ctx: Context, name: str, product: Callable[[Any, Any], Any], raw: Callable[[Any, Any], Any],
+          args: list[Any], target: str, limit_ms: float, max_ratio: float | None = None, note: str = "") -> Row:
+    """p95 of product and raw over the same arguments, once per run, on one reader connection."""
+    row = ctx.add(Row(name, "ms p95", target=target, higher_is_better=False, note=note))
+    with ctx.database.reader() as conn:
+        for a in args[:3]:  # warm the cache the same way for both
+            product(conn, a), raw(conn, a)
+        for _ in range(ctx.runs):
+            row.baseline.append(_p95_ms(conn, [lambda a=a: raw(conn, a) for a in args]))
+            row.product.append(_p95_ms(conn, [lambda a=a: product(conn, a) for a in args]))
+    median = sorted(row.product)[len(row.product) // 2]
+    ratio = row.ratio() or 0
+    row.met = median <= limit_ms and (max_ratio is None or ratio <= max_ratio)
+    return row
+
+
+def run(ctx: Context) -> None:
+    """Execution with steps, latest 50, payload field look-up and free-text search."""
+    samples = 12 if ctx.quick else 200
+    cfg = PayloadConfig(store=open_store("", local_root=ctx.workdir / "objects"))
+    with ctx.database.reader() as conn:
+        ids = [r[0] for r in conn.execute(sa.text(
+            "SELECT execution_id FROM execution_state WHERE workflow_id LIKE 'bench-wf-%' ORDER BY random() "
+            "LIMIT :n"), {"n": samples})]
+        got = inspection.get_execution(conn, cfg, ids[0])
+        raw_rows = conn.execute(RAW_EXECUTION, {"e": ids[0]}).all()
+    ctx.check("queries: service and raw SQL return the same steps", len(got["steps"]) == len(raw_rows),
+              f"{len(got['steps'])} vs {len(raw_rows)}")
+    _pair(ctx, "execution with steps (service vs SQL)", lambda c, e: inspection.get_execution(c, cfg, e),
+          lambda c, e: c.execute(RAW_EXECUTION, {"e": e}).all(), ids, "p95 <= 5 ms and <= 3x raw", 5, 3,
+          note="service decodes 20 payloads per execution; the raw query only fetches the blobs")
+
+    now = datetime.now(UTC)
+    rng = random.Random(9)
+    windows = [(wf, now - timedelta(days=rng.randint(2, 29)))
+               for wf in (rng.choice(dataset.workflows(ctx)) for _ in range(samples))]
+    first = windows[0]
+    with ctx.database.reader() as conn:
+        page = executions.search(conn, workflow_id=first[0], since=first[1], until=first[1] + timedelta(days=1))
+        raw = conn.execute(RAW_LATEST, {"w": first[0], "s": first[1], "u": first[1] + timedelta(days=1)}).all()
+    ctx.check("queries: latest 50 matches the raw query", [i["execution_id"] for i in page["items"]] ==
+              [r.execution_id for r in raw])
+    _pair(ctx, "latest 50 executions of a workflow in a time range",
+          lambda c, w: executions.search(c, workflow_id=w[0], since=w[1], until=w[1] + timedelta(days=1)),
+          lambda c, w: c.execute(RAW_LATEST, {"w": w[0], "s": w[1], "u": w[1] + timedelta(days=1)}).all(),
+          windows, "p95 <= 10 ms", 10)
+
+    indexes = [rng.randrange(ctx.executions) for _ in range(samples)]
+    with ctx.database.reader() as conn:
+        hits = executions.search(conn, payload={"data.customer.id": dataset.customer_id(indexes[0])})["items"]
+    ctx.check("queries: payload look-up finds exactly the one execution", len(hits) == 1, f"{len(hits)} hits")
+    _pair(ctx, "payload field look-up (GIN)",
+          lambda c, i: executions.search(c, payload={"data.customer.id": dataset.customer_id(i)}),
+          lambda c, i: c.execute(RAW_LOOKUP, {"doc": json.dumps(_doc(i))})
+          .all(), indexes, "p95 <= 10 ms", 10)
+    _free_text(ctx, samples)
+
+
+def _doc(index: int) -> dict:
+    return {"data": {"customer": {"id": dataset.customer_id(index)}}}
+
+
+def _free_text(ctx: Context, samples: int) -> None:
+    if importlib.util.find_spec("services.search") is None:
+        ctx.add(Row("free-text search", "ms p95", target="p95 <= 10 ms",
+                    note="not measured: services/search.py does not exist yet"))
+        return
+    from services import search
+
+    words = ["Dubois", "rate limit exceeded", "Hauptstraße", "Mechanical keyboard", "timeout", "Stockholm",
+             "insufficient stock", "Zhang"]
+    queries = [words[i % len(words)] for i in range(4 if ctx.quick else samples)]
+    _pair(ctx, "free-text search", lambda c, q: search.search(c, q=q),
+          lambda c, q: c.execute(RAW_TEXT, {"q": q}).all(), queries, "p95 <= 10 ms", 10,
+          note="services.search ranks and highlights; the raw query only matches the FTS index")
+
+
+def run_rollups(ctx: Context) -> None:
+    """Failure rate per hour (30 days) and status counts (24 h): rollups vs the raw GROUP BY."""
+    with ctx.database.writer() as conn:
+        rollups.refresh(conn, lag_seconds=0)
+    now = datetime.now(UTC)
+    until = rollups.floor_hour(now) + rollups.HOUR
+    month, day = until - timedelta(days=30), until - timedelta(hours=24)
+    with ctx.database.reader() as conn:
+        rolled = {(r["workflow_id"], r["hour"]): (r["executions"], r["failed"])
+                  for r in rollups.failure_rate_per_hour(conn, now=now)}
+        raw = {(r[0], r[1]): (r[2], r[3]) for r in conn.execute(RAW_FAILURE, {"s": month, "u": until})}
+        counts = rollups.status_counts(conn, now=now)
+        raw_counts = dict(conn.execute(RAW_STATUS, {"s": day, "u": until}).all())
+    ctx.check("rollups: failure rate per hour equals the raw GROUP BY", rolled == raw,
+              f"{len(rolled)} vs {len(raw)} buckets")
+    ctx.check("rollups: status counts equal the raw GROUP BY", counts == raw_counts, f"{counts} vs {raw_counts}")
+    for name, product, baseline in (
+            ("failure rate per hour, 30 days, all workflows", lambda c, _: rollups.failure_rate_per_hour(c, now=now),
+             lambda c, _: c.execute(RAW_FAILURE, {"s": month, "u": until}).all()),
+            ("status counts, last 24 h", lambda c, _: rollups.status_counts(c, now=now),
+             lambda c, _: c.execute(RAW_STATUS, {"s": day, "u": until}).all())):
+        _pair(ctx, name, product, baseline, list(range(5 if ctx.quick else 10)), "<= 50 ms", 50,
+              note="rolled-up hours plus the live tail after the watermark")

@@ -1,0 +1,102 @@
+"""Maintained rollups of execution outcomes per workflow and hour, exact thanks to a live tail.
+
+A scheduled job (`refresh`) folds execution_transitions into execution_hourly_stats up to a
+recorded_at watermark; readers add the transitions recorded after it (flowledger_hourly_outcomes,
+migration 0009), so every answer equals the GROUP BY over the raw tables while reading at most a
+few minutes of raw rows. Hours are UTC; windows are whole hours.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+ROLLUP = "execution_hourly"
+TERMINAL = ("completed", "failed", "timed_out", "cancelled")
+FAILED = ("failed", "timed_out")
+HOUR = timedelta(hours=1)
+
+# The watermark may only pass transitions whose transaction has ended: a row becomes visible when
+# its transaction commits but carries recorded_at = the transaction's start. So the cutoff is held
+# below the start of the oldest writer transaction that has written anything (writers are the only
+# role that inserts transitions, and a role sees its own sessions in pg_stat_activity).
+CUTOFF_SQL = sa.text("""
+SELECT least(clock_timestamp() - make_interval(secs => :lag),
+             (SELECT min(a.xact_start) FROM pg_stat_activity a
+              WHERE a.backend_xid IS NOT NULL AND a.pid <> pg_backend_pid()))
+""")
+FOLD_SQL = sa.text("""
+INSERT INTO execution_hourly_stats (workflow_id, hour, status, executions)
+SELECT s.workflow_id, date_trunc('hour', t.at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', t.status, count(*)
+FROM execution_transitions t JOIN execution_state s ON s.execution_id = t.execution_id
+WHERE t.recorded_at >= :since AND t.recorded_at < :cutoff
+GROUP BY 1, 2, 3
+ON CONFLICT (hour, workflow_id, status) DO UPDATE
+  SET executions = execution_hourly_stats.executions + EXCLUDED.executions
+""")
+
+
+def refresh(conn: Connection, *, lag_seconds: float = 2.0) -> dict[str, Any]:
+    """Fold the transitions recorded since the watermark into the hourly rollup; returns what moved."""
+    conn.execute(sa.text(
+        "INSERT INTO rollup_watermarks (rollup, recorded_before) VALUES (:r, '1970-01-01 00:00+00') "
+        "ON CONFLICT (rollup) DO NOTHING"), {"r": ROLLUP})
+    # The row lock serialises concurrent refreshes even outside the job runner's advisory lock.
+    since = conn.execute(sa.text(
+        "SELECT recorded_before FROM rollup_watermarks WHERE rollup = :r FOR UPDATE"), {"r": ROLLUP}).scalar_one()
+    cutoff = conn.execute(CUTOFF_SQL, {"lag": lag_seconds}).scalar_one()
+    if cutoff <= since:
+        return {"rows": 0, "watermark": since}
+    rows = conn.execute(FOLD_SQL, {"since": since, "cutoff": cutoff}).rowcount
+    conn.execute(sa.text(
+        "UPDATE rollup_watermarks SET recorded_before = :c, updated_at = now() WHERE rollup = :r"),
+        {"c": cutoff, "r": ROLLUP})
+    return {"rows": rows, "watermark": cutoff}
+
+
+def hourly_outcomes(conn: Connection, *, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    """Transitions per (workflow, UTC hour, status) for the whole hours in [since, until)."""
+    rows = conn.execute(sa.text(
+        "SELECT workflow_id, hour, status, executions FROM flowledger_hourly_outcomes(:s, :u) "
+        "ORDER BY hour, workflow_id, status"), {"s": floor_hour(since), "u": floor_hour(until)}).mappings()
+    return [dict(r) for r in rows]
+
+
+def failure_rate_per_hour(conn: Connection, *, now: datetime, days: int = 30,
+                          per_workflow: bool = True) -> list[dict[str, Any]]:
+    """Finished and failed executions and the failure rate per hour over the last `days` days."""
+    until = floor_hour(now) + HOUR
+    buckets: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
+    for row in hourly_outcomes(conn, since=until - timedelta(days=days), until=until):
+        if row["status"] not in TERMINAL:
+            continue
+        bucket = buckets[(row["workflow_id"] if per_workflow else None, row["hour"])]
+        bucket[0] += row["executions"]
+        if row["status"] in FAILED:
+            bucket[1] += row["executions"]
+    return [{"workflow_id": wf, "hour": hour, "executions": total, "failed": failed,
+             "failure_rate": failed / total if total else 0.0}
+            for (wf, hour), (total, failed) in sorted(buckets.items(), key=lambda kv: (kv[0][1], kv[0][0] or ""))]
+
+
+def status_counts(conn: Connection, *, now: datetime, hours: int = 24) -> dict[str, int]:
+    """Executions that started (running) or ended in each status during the last `hours` whole hours."""
+    until = floor_hour(now) + HOUR
+    counts: dict[str, int] = defaultdict(int)
+    for row in hourly_outcomes(conn, since=until - hours * HOUR, until=until):
+        counts[row["status"]] += row["executions"]
+    return dict(counts)
+
+
+def floor_hour(moment: datetime) -> datetime:
+    """The start of the UTC hour containing moment."""
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def run_refresh(database: Any) -> dict[str, Any]:
+    """The scheduled job: one refresh in its own writer transaction."""
+    with database.writer() as conn:
+        return refresh(conn)
