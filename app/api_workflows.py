@@ -114,6 +114,8 @@ def _shutdown(rt: Runtime) -> None:
 
 def _route(rt: Runtime, result: IngestResult, incoming: IncomingEvent) -> None:
     """The event hook: start an execution of every workflow whose event trigger matches."""
+    if not router.may_route(rt.database, source_system=incoming.source_system, event_type=result.event_type):
+        return
     runner = runner_of(rt)
     with rt.database.writer() as conn:
         ids = router.route(conn, rt.payloads, event_id=result.event_id, source_system=incoming.source_system,

@@ -13,6 +13,7 @@ import ipaddress
 import logging
 import re
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,7 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.problems import problem
 from app.runtime import Runtime
-from services import admin_audit, sealing, tokens, users
+from services import admin_audit, authstate, sealing, tokens, users
 from services import auth as auth_service
 from services.errors import ConfigurationError, Forbidden, RateLimited, Unauthorized
 
@@ -64,14 +65,26 @@ def _rt() -> Runtime:
     return current_app.extensions["flowledger"]
 
 
+OPEN_CHECK_SECONDS = 2.0
+
+
 def is_open(rt: Runtime) -> bool:
-    """No users and no tokens yet; once closed, cached for the life of the runtime (it never reopens itself)."""
+    """No users and no tokens yet; once closed, cached for the life of the runtime (it never reopens itself).
+
+    While open, the answer is reused for OPEN_CHECK_SECONDS (a query per webhook would halve ingestion);
+    credentials created in this process close it at once, those created by another process within that time.
+    """
     if rt.extras.get("auth_closed"):
         return False
+    checked = rt.extras.get("auth_open_checked")
+    if checked and time.monotonic() - checked[0] < OPEN_CHECK_SECONDS and checked[1] == authstate.generation():
+        return True
     with rt.database.writer() as conn:
         open_now = auth_service.is_open(conn)
     if not open_now:
         rt.extras["auth_closed"] = True
+    else:
+        rt.extras["auth_open_checked"] = (time.monotonic(), authstate.generation())
     return open_now
 
 

@@ -33,6 +33,8 @@ def serve() -> None:
     click.echo(f"flowledger: database ready ({where}); dashboard and API on "
                f"http://{settings.host}:{settings.port}/", err=True)
     try:
+        from app.auth import check_serve_binding  # refuses a non-loopback bind while no user exists
+        check_serve_binding(runtime, lambda line: click.echo(line, err=True))
         run_server(runtime)
     finally:
         runtime.close()
@@ -68,12 +70,15 @@ def config(as_json: bool) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def status(as_json: bool) -> None:
+@click.option("--storage", is_flag=True, help="Per-workflow storage by tier and its 30-day and steady-state forecast.")
+def status(as_json: bool, storage: bool) -> None:
     """Database, schema version and row counts per ledger table."""
     import migrations
 
     runtime = _runtime(migrate=False)
     try:
+        if storage:
+            return _print_storage(runtime, as_json)
         with runtime.database.admin() as conn:
             report = {
                 "database": "embedded " + str(runtime.embedded.pgdata) if runtime.embedded
@@ -82,6 +87,7 @@ def status(as_json: bool) -> None:
                 "schema_version": sorted(migrations.current(conn)),
                 "schema_head": sorted(migrations.heads()),
                 "rows": _row_counts(conn),
+                "storage": __import__("app.cli_jobs", fromlist=["x"]).storage_status(conn),
             }
     finally:
         runtime.close()
@@ -95,6 +101,39 @@ def status(as_json: bool) -> None:
     click.echo("rows per ledger table:")
     for table, count in report["rows"].items():
         click.echo(f"  {table.ljust(24)} {count if count is not None else '-':>12}")
+    from app.cli_jobs import print_storage_status  # rows and bytes per tier, last run of each job
+
+    print_storage_status(report["storage"])
+
+
+def _print_storage(runtime: Runtime, as_json: bool) -> None:
+    from datetime import UTC, datetime
+
+    from services.forecast import storage_forecast
+
+    with runtime.database.reader() as conn:
+        rows = storage_forecast(conn, now=datetime.now(UTC), default_retention_days=runtime.settings.hot_days)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no executions recorded yet")
+        return
+    click.echo(f"{'workflow':<28}{'exec/day':>10}{'B/exec':>10}{'hot':>10}{'objects':>10}{'archive':>10}"
+               f"{'in 30 d':>10}{'steady':>10}")
+    for r in rows:
+        flag = "  ! bytes/execution jumped >3x" if r["jumped"] else ""
+        click.echo(f"{r['workflow_id'][:27]:<28}{r['executions_per_day']:>10}{_size(r['bytes_per_execution']):>10}"
+                   f"{_size(r['hot_bytes']):>10}{_size(r['object_bytes']):>10}{_size(r['archive_bytes']):>10}"
+                   f"{_size(r['forecast_30d_bytes']):>10}{_size(r['steady_state_bytes'] or 0):>10}{flag}")
+
+
+def _size(value: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(value) < 1024:
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1024
+    return f"{value:.1f}TB"
 
 
 def _row_counts(conn: sa.Connection) -> dict[str, int | None]:
@@ -113,9 +152,14 @@ def register(group: click.Group) -> None:
 
 
 def _extra_commands() -> list[click.Command]:
+    from app.cli_demo import demo_command
     from app.cli_execution import execution
+    from app.cli_jobs import commands as job_commands
+    from app.cli_replay import COMMANDS as replay_commands
+    from app.cli_search import search_group
+    from app.cli_security import security_commands
 
-    return [execution]
+    return [*job_commands(), execution, demo_command, search_group, *security_commands(), *replay_commands]
 
 
 register(cli)

@@ -11,7 +11,8 @@ from flask import Flask
 from app.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGE_MODULES = ("pages.overview",)
+PAGE_MODULES = ("pages.overview", "pages.executions", "pages.execution", "pages.events", "pages.event",
+                "pages.dlq", "pages.workflows")
 NAV = (("Overview", "/"), ("Executions", "/executions"), ("Events", "/events"),
        ("Dead letters", "/dlq"), ("Workflows", "/workflows"))
 

@@ -43,6 +43,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
 
 def _api_modules() -> list:
     """REST blueprints, each with init_app(server, runtime); imported here to keep wiring in one place."""
-    from app import api_events, api_executions, api_replay, api_search, api_traces, api_workflows
+    from app import api_auth, api_events, api_executions, api_jobs, api_replay, api_search, api_traces, api_workflows
 
-    return [api_events, api_executions, api_traces, api_search, api_workflows, api_replay]
+    return [api_jobs, api_events, api_executions, api_traces, api_search, api_workflows, api_replay, api_auth]

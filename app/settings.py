@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     mail_from: str = "flowledger@localhost"
     report_recipients: list[str] = Field(default_factory=list)
+    report_cron: str = "0 7 * * 1"  # weekly summary: Mondays 07:00 UTC
+    missed_run_grace_minutes: int = Field(default=15, ge=1)
     ingest_rate_limit: float = Field(default=0, ge=0)  # requests/s per source; 0 = no limit
     ingest_rate_burst: int = Field(default=0, ge=0)  # bucket size; 0 = twice the rate
     webhook_tolerance_seconds: int = Field(default=300, ge=1)

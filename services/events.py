@@ -91,9 +91,10 @@ def ingest(conn: Connection, incoming: IncomingEvent, *, max_depth: int,
          "hash": hashlib.sha256(incoming.body).hexdigest(), "size": len(incoming.body),
          "key": incoming.idempotency_key, "headers": json.dumps(_kept_headers(incoming.headers)),
          "tp": incoming.traceparent, "reason": reason})
-    status = "rejected" if reason else "received"
-    append_status(conn, event_id=event_id, status=status, detail={"reason": reason} if reason else None)
-    return IngestResult(event_id, False, status, reason, payload, event_type)
+    # The 'received' fact is appended by the events trigger (migration 0012); only a rejection is added here.
+    if reason:
+        append_status(conn, event_id=event_id, status="rejected", detail={"reason": reason})
+    return IngestResult(event_id, False, "rejected" if reason else "received", reason, payload, event_type)
 
 
 def append_status(conn: Connection, *, event_id: UUID, status: str, detail: dict[str, Any] | None = None) -> None:

@@ -39,10 +39,13 @@ def get_execution(conn: Connection, cfg: PayloadConfig, execution_id: UUID, *,
     meta = {m.payload_id: m for m in conn.execute(PAYLOAD_META_SQL, {"e": execution_id})}
     if execution["trigger_payload"] is None and execution["trigger_payload_id"]:
         execution["trigger_payload"] = payloads.load(conn, cfg, execution["trigger_payload_id"])
-    execution["steps"] = [_step(conn, cfg, dict(s), meta, include_payloads)
-                          for s in conn.execute(STEPS_SQL, {"e": execution_id}).mappings()]
+    steps = [dict(s) for s in conn.execute(STEPS_SQL, {"e": execution_id}).mappings()]
     context_id = next((m.payload_id for m in meta.values() if m.kind == "context"), None)
-    execution["context_snapshot"] = payloads.load(conn, cfg, context_id) if context_id and include_payloads else None
+    wanted = {s[k] for s in steps for k in ("input_payload_id", "output_payload_id") if s[k]}
+    wanted |= {context_id} if context_id else set()
+    values = payloads.load_execution(conn, cfg, execution_id, wanted) if include_payloads and wanted else {}
+    execution["steps"] = [_step(s, meta, values) for s in steps]
+    execution["context_snapshot"] = values.get(context_id) if context_id else None
     execution["audit_events"] = audit_events(conn, execution_id)
     execution["logs"] = [dict(r) for r in conn.execute(sa.text(
         "SELECT \"timestamp\", level, message, step_id FROM execution_logs WHERE execution_id = :e "
@@ -59,12 +62,12 @@ def audit_events(conn: Connection, execution_id: UUID, *, event_type: str | None
         {"e": execution_id, "t": event_type}).mappings()]
 
 
-def _step(conn: Connection, cfg: PayloadConfig, step: dict[str, Any], meta: dict, include: bool) -> dict:
+def _step(step: dict[str, Any], meta: dict, values: dict) -> dict:
     for kind in ("input", "output"):
         payload_id = step.pop(f"{kind}_payload_id")
         info = meta.get(payload_id) if payload_id else None
         step[f"{kind}_meta"] = _meta(info) if info else None
-        step[kind] = payloads.load(conn, cfg, payload_id) if include and payload_id else None
+        step[kind] = values.get(payload_id) if payload_id else None
     return step
 
 

@@ -108,6 +108,26 @@ def load(conn: Connection, cfg: PayloadConfig, payload_id: UUID) -> Any:
     return json.loads(load_raw(conn, cfg, payload_id))
 
 
+def load_execution(conn: Connection, cfg: PayloadConfig, execution_id: UUID,
+                   wanted: set[UUID] | None = None) -> dict[UUID, Any]:
+    """Every payload of one execution in one query (reading a timeline must not cost a query per step).
+
+    Payloads whose rows left PostgreSQL (archived, erased) are read one by one through load().
+    """
+    rows = conn.execute(sa.text(
+        "SELECT payload_id, dict_id, data, uri FROM payloads WHERE execution_id = :e"), {"e": execution_id}).all()
+    out: dict[UUID, Any] = {}
+    for row in rows:
+        if wanted is not None and row.payload_id not in wanted:
+            continue
+        blob = row.data if row.data is not None else cfg.store.get(row.uri)
+        dictionary = _load_dictionary(conn, cfg, row.dict_id) if row.dict_id else None
+        out[row.payload_id] = json.loads(codec.decode(bytes(blob), dictionary=dictionary))
+    for missing in (wanted or set()) - out.keys():
+        out[missing] = load(conn, cfg, missing)
+    return out
+
+
 def search_text(value: Any) -> str:
     """The searchable words of a payload: every string and number leaf, after masking."""
     parts: list[str] = []

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import fnmatch
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -41,16 +42,36 @@ def matches(definition: Definition, *, source_system: str, event_type: str | Non
 
 
 def matching_workflows(conn: Connection, *, source_system: str, event_type: str | None,
-                       workflow_id: str | None = None) -> list[Match]:
+                       workflow_id: str | None = None, everything: bool = False) -> list[Match]:
     """Latest versions of the event-triggered workflows that match, optionally only one workflow."""
     found = []
     for row in workflows.list_workflows(conn, trigger_type="event"):
         if workflow_id is not None and row["workflow_id"] != workflow_id:
             continue
         definition = workflows.parse_stored(row)
-        if matches(definition, source_system=source_system, event_type=event_type):
+        if everything or matches(definition, source_system=source_system, event_type=event_type):
             found.append(Match(row["workflow_id"], row["version"], definition))
     return found
+
+
+TRIGGER_CACHE_SECONDS = 2.0
+_trigger_cache: dict[int, tuple[float, int, list[Match]]] = {}
+
+
+def may_route(database: Database, *, source_system: str, event_type: str | None) -> bool:
+    """Whether any event-triggered workflow matches, from a short-lived per-process cache of triggers.
+
+    Most webhooks match nothing; this spares them a transaction. Saving a workflow in this process
+    refreshes the cache at once; another process's change is seen within TRIGGER_CACHE_SECONDS.
+    """
+    now = time.monotonic()
+    cached = _trigger_cache.get(id(database))
+    if cached is None or now - cached[0] > TRIGGER_CACHE_SECONDS or cached[1] != workflows.generation():
+        with database.reader() as conn:
+            found = matching_workflows(conn, source_system="*", event_type=None, everything=True)
+        cached = (now, workflows.generation(), found)
+        _trigger_cache[id(database)] = cached
+    return any(matches(m.definition, source_system=source_system, event_type=event_type) for m in cached[2])
 
 
 def route(conn: Connection, cfg: PayloadConfig, *, event_id: UUID, source_system: str, event_type: str | None,

@@ -14,6 +14,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from services import authstate
 from services.errors import InvalidInput, NotFound
 
 # Tokens carry 256 random bits, so a plain SHA-256 is enough to store them: a memory-hard hash
@@ -83,6 +84,7 @@ def create_user_token(conn: Connection, *, user_id: UUID, created_by: str, now: 
 
 def _insert(conn: Connection, *, kind: str, source_system: str | None, user_id: UUID | None, name: str | None,
             created_by: str, now: datetime, signing_secret: str | None) -> IssuedToken:
+    authstate.changed()
     body = secrets.token_urlsafe(TOKEN_BYTES)
     secret = f"fl{kind[0]}_{body}"
     row = conn.execute(sa.text(

@@ -13,6 +13,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Connection
 
+from services import authstate
 from services.errors import Conflict, InvalidInput, NotFound, RateLimited
 
 ROLES = ("viewer", "operator", "admin")
@@ -57,6 +58,7 @@ def hash_password(password: str) -> str:
 
 def create_user(conn: Connection, *, username: str, password: str, role: str) -> User:
     """Insert a user; the username must be new and the password at least MIN_PASSWORD characters."""
+    authstate.changed()
     problems = _check(username=username, password=password, role=role)
     if problems:
         raise InvalidInput(problems[0], problems)

@@ -131,9 +131,19 @@ def parse(source: str | bytes | dict[str, Any], *, workflow_id: str | None = Non
     return definition
 
 
+_generation = 0
+
+
+def generation() -> int:
+    """Bumped whenever this process saves a workflow, so trigger caches refresh at once."""
+    return _generation
+
+
 def save_workflow(conn: Connection, *, definition: Definition, created_by: str | None,
                   change_note: str | None = None, create_only: bool = False) -> int:
     """Store a definition; a changed one becomes a new version, an unchanged one returns the current version."""
+    global _generation
+    _generation += 1
     conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": f"workflow:{definition.id}"})
     created = conn.execute(sa.text(
         "INSERT INTO workflows (workflow_id, created_by) VALUES (:w, :by) ON CONFLICT DO NOTHING RETURNING 1"),

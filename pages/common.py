@@ -1,0 +1,125 @@
+"""Helpers shared by the pages: runtime access, safe panels, URL values and replay availability."""
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+from uuid import UUID
+
+from dash import html
+from flask import current_app
+
+from components.cards import error_state
+from services.errors import FlowledgerError
+from services.payloads import PayloadConfig
+
+log = logging.getLogger(__name__)
+STATUSES = ("completed", "failed", "timed_out", "cancelled", "running", "pending")
+EVENT_STATUSES = ("received", "routed", "processed", "failed", "dead_lettered", "rejected")
+TRIGGERS = ("webhook", "schedule", "manual")
+CURL = ("curl -X POST http://127.0.0.1:8050/api/v1/events/crm -H 'Content-Type: application/json' "
+        "-H 'X-Event-Type: deal.won' -d '{\"deal\": {\"id\": \"D-1001\"}, \"customer\": {\"id\": \"C-123\"}}'")
+
+
+def payload_config() -> PayloadConfig:
+    """The process's payload settings (object store included)."""
+    return current_app.extensions["flowledger"].payloads
+
+
+def has_route(rule: str, method: str = "POST") -> bool:
+    """Whether the server exposes `rule` for `method` (replay endpoints are wired by another module)."""
+    return any(r.rule == rule and method in (r.methods or ()) for r in current_app.url_map.iter_rules())
+
+
+def panel_errors(count: int = 1) -> Callable:
+    """Turn an exception in a callback into an inline error in its first output, never a blank page."""
+    def wrap(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except FlowledgerError as exc:
+                message = str(exc)
+            except Exception as exc:  # a panel shows the failure; the rest of the page keeps working
+                log.exception("dashboard callback %s failed", fn.__name__)
+                message = f"{type(exc).__name__}: {exc}"
+            box = error_state(message)
+            return box if count == 1 else (box, *([None] * (count - 1)))
+        return inner
+    return wrap
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """An ISO date or time from the URL as UTC; blank or malformed values mean no bound."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace(" ", "T"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def parse_payload(text: str | None) -> dict[str, str] | None:
+    """`customer.id = C-123` (several joined by `and`) as {"customer.id": "C-123"}."""
+    if not text or "=" not in text:
+        return None
+    fields = {}
+    for part in text.replace(" AND ", " and ").split(" and "):
+        path, _, value = part.partition("=")
+        if path.strip() and value.strip():
+            fields[path.strip()] = value.strip().strip("'\"")
+    return fields or None
+
+
+def parse_uuid(value: Any) -> UUID | None:
+    """A UUID or None."""
+    try:
+        return UUID(str(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def href(path: str, **query: Any) -> str:
+    """A link with only the non-empty query values."""
+    kept = {k: v for k, v in query.items() if v not in (None, "", [])}
+    return path + ("?" + urlencode(kept) if kept else "")
+
+
+def field(label: str, control: Any, *, grow: bool = False) -> html.Label:
+    """A labelled filter control."""
+    return html.Label([html.Span(label, className="fl-field__label"), control],
+                      className="fl-field" + (" fl-field--grow" if grow else ""))
+
+
+def iso(value: Any) -> str:
+    """A time as 'YYYY-MM-DD HH:MM:SS UTC', or a dash."""
+    if not isinstance(value, datetime):
+        return "—"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def replay_route() -> bool:
+    """Whether single-event replay (`POST /api/v1/events/<id>/replay`) is served by this process."""
+    return any(r.rule.startswith("/api/v1/events/<") and r.rule.endswith("/replay") and "POST" in (r.methods or ())
+               for r in current_app.url_map.iter_rules())
+
+
+REPLAY_JS = """
+function(n, eventId) {
+    if (!n || !eventId) { return window.dash_clientside.no_update; }
+    return fetch('/api/v1/events/' + eventId + '/replay', {
+        method: 'POST', credentials: 'same-origin',
+        headers: {'Content-Type': 'application/json', 'Accept': 'application/json',
+            'X-CSRFToken': decodeURIComponent((document.cookie.match(/(?:^|; )_csrf_token=([^;]*)/) || [])[1] || '')},
+        body: JSON.stringify({reason: 'replayed from the dashboard', requested_by: 'dashboard'})
+    }).then(function(r) { return r.json().catch(function() { return {}; }).then(function(body) {
+        if (!r.ok) { return 'Replay refused (' + r.status + '): ' + (body.detail || body.title || ''); }
+        var ids = body.executions || body.execution_ids || [];
+        return 'Replay started: ' + ids.length + ' new execution(s) ' + ids.join(', ');
+    }); }).catch(function(e) { return 'Replay failed: ' + e; });
+}
+"""

@@ -1,0 +1,130 @@
+"""Overview metrics for a period: KPIs, hourly and daily failure rates, top failure categories."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection
+
+from services import sqlblocks
+from services.errors import InvalidInput
+
+ALERT_THRESHOLD = 0.05
+PERIODS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+MAX_PERIOD = timedelta(days=366)
+
+
+@dataclass(frozen=True)
+class Period:
+    """A half-open time window [since, until)."""
+
+    since: datetime
+    until: datetime
+
+
+def period(name: str | None, *, now: datetime, since: datetime | None = None,
+           until: datetime | None = None) -> Period:
+    """The window named 24h/7d/30d ending now, or a custom one (since/until, until defaults to now)."""
+    if name in (None, ""):
+        name = "24h"
+    if name == "custom":
+        end = until or now
+        if since is None or since >= end:
+            raise InvalidInput("a custom period needs a start before its end")
+        if end - since > MAX_PERIOD:
+            raise InvalidInput("a custom period can span at most 366 days")
+        return Period(since, end)
+    if name not in PERIODS:
+        raise InvalidInput(f"period must be one of {', '.join(PERIODS)} or custom")
+    return Period(now - PERIODS[name], now)
+
+
+def _frame(conn: Connection, block: str, params: dict[str, Any]) -> pd.DataFrame:
+    result = conn.execute(sqlblocks.load("metrics.sql")[block], params)
+    return pd.DataFrame(result.mappings().all(), columns=list(result.keys()))
+
+
+def kpis(conn: Connection, *, window: Period, workflow_id: str | None = None) -> dict[str, Any]:
+    """Events received, executions, success rate (of finished runs), p95 duration and the DLQ size."""
+    row = conn.execute(sqlblocks.load("metrics.sql")["kpis"],
+                       {"since": window.since, "until": window.until, "workflow": workflow_id}).mappings().one()
+    finished = row["finished"] or 0
+    return {"events": row["events"], "executions": row["executions"], "completed": row["completed"],
+            "failed": row["failed"], "success_rate": row["completed"] / finished if finished else None,
+            "failure_rate": row["failed"] / finished if finished else None,
+            "p95_ms": float(row["p95_ms"]) if row["p95_ms"] is not None else None,
+            "dead_lettered": row["dead_lettered"]}
+
+
+def failure_rate_hourly(conn: Connection, *, window: Period, workflow_id: str | None = None,
+                        threshold: float = ALERT_THRESHOLD) -> pd.DataFrame:
+    """One row per hour with runs: hour, executions, failed, rate and whether it crossed the alert line."""
+    frame = _frame(conn, "hourly", {"since": window.since, "until": window.until, "workflow": workflow_id})
+    return _rates(_fill(frame, "hour", "h", window), threshold)
+
+
+def failure_rate_daily(conn: Connection, *, window: Period, workflow_id: str | None = None) -> pd.DataFrame:
+    """One row per day with runs: day, executions, failed and rate."""
+    frame = _frame(conn, "daily", {"since": window.since, "until": window.until, "workflow": workflow_id})
+    return _rates(_fill(frame, "day", "D", window), ALERT_THRESHOLD).drop(columns="crossed")
+
+
+def _fill(frame: pd.DataFrame, column: str, freq: str, window: Period) -> pd.DataFrame:
+    """Every hour or day of the window, quiet ones with zero runs, so charts span the whole period."""
+    if frame.empty:
+        return frame
+    start = pd.Timestamp(window.since).tz_convert("UTC").floor(freq)
+    end = pd.Timestamp(window.until).tz_convert("UTC").floor(freq)
+    index = pd.date_range(start, end, freq=freq, name=column)
+    frame = frame.assign(**{column: pd.to_datetime(frame[column], utc=True)}).set_index(column)
+    return frame.reindex(index, fill_value=0).reset_index()
+
+
+def crossings(hourly: pd.DataFrame) -> pd.DataFrame:
+    """The hours whose failure rate crossed the alert line, most failures first."""
+    return hourly[hourly["crossed"]].sort_values(["failed", "rate"], ascending=False).reset_index(drop=True)
+
+
+def _rates(frame: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    frame = frame.astype({"executions": int, "failed": int})
+    runs = frame["executions"].where(frame["executions"] > 0)
+    frame["rate"] = (frame["failed"] / runs).fillna(0.0).astype(float) if len(frame) else pd.Series(dtype=float)
+    frame["crossed"] = frame["rate"] > threshold
+    return frame
+
+
+def status_counts(conn: Connection, *, window: Period, workflow_id: str | None = None) -> pd.DataFrame:
+    """Executions per status in the period (columns status, count)."""
+    return _frame(conn, "status_counts", {"since": window.since, "until": window.until, "workflow": workflow_id})
+
+
+def top_failures(conn: Connection, *, window: Period, by: str, limit: int = 10) -> pd.DataFrame:
+    """Failure counts grouped by event_type, workflow_id or error (ids blanked so one cause is one row)."""
+    blocks = {"event_type": "failures_by_event_type", "workflow_id": "failures_by_workflow",
+              "error": "failures_by_error"}
+    if by not in blocks:
+        raise InvalidInput(f"failures can be grouped by {', '.join(blocks)}")
+    return _frame(conn, blocks[by], {"since": window.since, "until": window.until, "limit": limit})
+
+
+def workflow_health(conn: Connection, *, window: Period) -> pd.DataFrame:
+    """Per workflow: executions, failed, failure rate and last run in the period."""
+    frame = _frame(conn, "workflow_health", {"since": window.since, "until": window.until})
+    return _rates(frame, ALERT_THRESHOLD)
+
+
+def overview(conn: Connection, *, window: Period, workflow_id: str | None = None) -> dict[str, Any]:
+    """Everything the overview page shows for one period, read in one transaction."""
+    hourly = failure_rate_hourly(conn, window=window, workflow_id=workflow_id)
+    return {
+        "kpis": kpis(conn, window=window, workflow_id=workflow_id),
+        "hourly": hourly,
+        "crossings": crossings(hourly),
+        "daily": failure_rate_daily(conn, window=window, workflow_id=workflow_id),
+        "status_counts": status_counts(conn, window=window, workflow_id=workflow_id),
+        "by_event_type": top_failures(conn, window=window, by="event_type"),
+        "by_workflow": top_failures(conn, window=window, by="workflow_id"),
+        "by_error": top_failures(conn, window=window, by="error"),
+    }

@@ -1,0 +1,163 @@
+"""Every page in headless Chromium against a served app filled by `flowledger demo`; screenshots saved."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.fixtures.serve import ServedApp, start_serve
+
+pytestmark = pytest.mark.browser
+SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApp]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed")
+    # A short path: the embedded server's unix socket lives under the data dir.
+    data_dir = Path(f"/tmp/fl-browser-{os.getpid()}") / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWLEDGER_") and k != "DATABASE_URL"}
+    env["FLOWLEDGER_DATA_DIR"] = str(data_dir)
+    subprocess.run([sys.executable, "-m", "app", "demo", "--executions", "300"], env=env, check=True,
+                   capture_output=True, timeout=300)
+    app = start_serve(data_dir, env={"FLOWLEDGER_SCHEDULER_ENABLED": "false"})
+    yield app
+    app.stop()
+    shutil.rmtree(data_dir.parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser(served: ServedApp):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, served: ServedApp):
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, base_url=served.base_url)
+    page = context.new_page()
+    page.console_errors = []
+    page.on("console", lambda msg: page.console_errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: page.console_errors.append(str(exc)))
+    yield page
+    context.close()
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def settle(page) -> None:
+    """Wait until Dash has no callback in flight (its loading markers are gone)."""
+    page.wait_for_load_state("networkidle")
+    page.wait_for_function("!document.querySelector('[data-dash-is-loading=\"true\"]')", timeout=20000)
+
+
+def a_failed_execution(served: ServedApp) -> dict:
+    """A failed execution with its first error, read back through the public API."""
+    body = requests.get(served.base_url + "/api/v1/executions", params={"status": "failed", "limit": 5},
+                        timeout=10).json()
+    return body["items"][0]
+
+
+@pytest.mark.parametrize("path,name,marker", [
+    ("/", "overview", "#overview-hourly"),
+    ("/executions", "executions", ".ag-row"),
+    ("/events", "events", ".ag-row"),
+    ("/dlq", "dlq", "#dlq-groups table"),
+    ("/workflows", "workflows", "#workflow-order-sync"),
+])
+def test_each_page_renders_without_console_errors(page, path, name, marker):
+    page.goto(path)
+    page.wait_for_selector(marker, timeout=30000)
+    settle(page)
+    shot(page, name)
+    assert page.console_errors == []
+    assert not page.query_selector(".fl-error")
+
+
+def test_a_failed_executions_timeline_shows_a_red_bar_annotated_with_its_error(page, served):
+    failed = a_failed_execution(served)
+    page.goto(f"/executions/{failed['execution_id']}")
+    page.wait_for_selector("#execution-timeline .bars path", timeout=30000)
+    settle(page)
+    shot(page, "execution-failed")
+    red = page.eval_on_selector_all("#execution-timeline .bars path",
+                                    "els => els.filter(e => (e.style.fill || '').includes('214, 69, 69')).length")
+    assert red > 0
+    notes = " ".join(t or "" for t in page.locator("#execution-timeline .annotation-text").all_text_contents())
+    assert failed["error_message"][:40] in notes
+    assert failed["error_message"][:40] in page.inner_text("#execution-failure")
+    assert page.console_errors == []
+
+
+def test_clicking_a_failed_execution_in_the_grid_opens_its_timeline(page):
+    page.goto("/executions?status=failed")
+    page.wait_for_selector(".ag-row .fl-cell-status--failed", timeout=30000)
+    shot(page, "executions-failed")
+    row = page.locator(".ag-row").first
+    execution_id = row.get_attribute("row-id")
+    row.locator("[col-id='workflow_id']").click()
+    page.wait_for_url(re.compile(f"/executions/{execution_id}"), timeout=15000)
+    page.wait_for_selector("#execution-failure", timeout=30000)
+    settle(page)
+    assert page.console_errors == []
+
+
+def test_a_payload_field_filter_finds_the_execution_that_holds_it(page, served):
+    failed = a_failed_execution(served)
+    detail = requests.get(f"{served.base_url}/api/v1/executions/{failed['execution_id']}",
+                          params={"payloads": "false"}, timeout=10).json()
+    customer = detail["trigger_payload"]["customer"]["id"]
+    page.goto("/executions")
+    page.wait_for_selector(".ag-row", timeout=30000)
+    page.fill("#executions-payload", f"customer.id = {customer}")
+    page.click("#executions-apply")
+    page.wait_for_url(re.compile("payload=customer.id"), timeout=15000)
+    page.wait_for_selector(f".ag-row[row-id='{failed['execution_id']}']", timeout=30000)
+    settle(page)
+    shot(page, "executions-payload-filter")
+    assert page.locator(".ag-row").count() >= 1
+    assert "1 executions" in page.inner_text("#executions-count") or page.locator(".ag-row").count() <= 3
+
+
+def test_a_bulk_replay_dry_run_shows_its_count(page):
+    page.goto("/events?status=dead_lettered")
+    page.wait_for_function("/[0-9]+ events/.test((document.querySelector('#events-count') || {}).innerText)",
+                           timeout=30000)
+    rows = int(page.inner_text("#events-count").split()[0].replace(",", ""))
+    page.click("#events-bulk summary")
+    page.click("#events-dry-run")
+    page.wait_for_selector("#events-dry-run-count", timeout=30000)
+    settle(page)
+    shot(page, "events-bulk-dry-run")
+    assert f"{rows} events would be replayed" in page.inner_text("#events-dry-run-count")
+    assert page.console_errors == []
+
+
+def test_an_event_page_shows_its_body_hash_and_executions(page):
+    page.goto("/events?status=dead_lettered")
+    page.wait_for_selector(".ag-row", timeout=30000)
+    page.locator(".ag-row").first.locator("[col-id='source_system']").click()
+    page.wait_for_selector("#event-detail table", timeout=30000)
+    settle(page)
+    shot(page, "event")
+    text = page.inner_text("#event-detail")
+    assert "SHA-256" in text and "Body as received" in text and "dead lettered" in text
+    assert page.console_errors == []

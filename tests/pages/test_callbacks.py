@@ -1,0 +1,108 @@
+"""Page callbacks called directly: they read through the reader role and return components, or inline errors."""
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from tests.services.dashboard_factories import record
+
+AT = datetime(2019, 9, 2, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def pages(app):
+    """The page modules, imported by the app factory exactly as the server does."""
+    import pages.dlq
+    import pages.event
+    import pages.events
+    import pages.execution
+    import pages.executions
+    import pages.overview
+    import pages.workflows
+
+    return pages
+
+
+@pytest.fixture(scope="module")
+def failed_run(database, runtime):
+    workflow = f"pages-{uuid.uuid4().hex[:8]}"
+    with database.writer() as conn:
+        execution_id = record(conn, runtime.payloads, workflow_id=workflow, at=AT, status="failed",
+                              payload={"customer": {"id": f"C-{uuid.uuid4().hex[:6]}"}},
+                              steps=[{"step_name": "create_invoice", "status": "failed", "ms": 800,
+                                      "error_message": "422 invalid invoice reference INV-2026-00001"}])
+    return workflow, execution_id
+
+
+def text_of(component) -> str:
+    """Every string in a Dash component tree."""
+    if component is None:
+        return ""
+    if isinstance(component, str | int | float):
+        return str(component)
+    if isinstance(component, list | tuple):
+        return " ".join(text_of(c) for c in component)
+    return text_of(getattr(component, "children", None))
+
+
+def test_overview_for_a_custom_period_shows_the_failure_and_the_alert_banner(app, pages, failed_run):
+    with app.test_request_context():
+        content = pages.overview.update_overview_content("custom", "2019-09-02T07:00", "2019-09-02T10:00")
+    text = text_of(content)
+    assert "Success rate" in text and "above the 5% failure-rate alert line" in text
+
+
+def test_overview_of_an_empty_period_says_how_to_send_an_event(app, pages):
+    with app.test_request_context():
+        content = pages.overview.update_overview_content("custom", "1999-01-01T00:00", "1999-01-02T00:00")
+    assert "curl -X POST http://127.0.0.1:8050/api/v1/events/crm" in text_of(content)
+
+
+def test_the_executions_grid_filters_by_a_payload_field(app, pages, failed_run, database):
+    workflow, execution_id = failed_run
+    with database.reader() as conn:
+        from services import inspection
+
+        customer = conn.execute(inspection.EXECUTION_SQL, {"e": execution_id}).mappings().one()["trigger_payload"]
+    request = {"startRow": 0, "endRow": 100, "context": {"payload": f"customer.id = {customer['customer']['id']}"}}
+    with app.test_request_context():
+        response, count = pages.executions.update_executions_grid(request)
+    assert [row["execution_id"] for row in response["rowData"]] == [str(execution_id)]
+    assert response["rowCount"] == 1 and count == "1 executions"
+
+
+def test_the_execution_header_names_the_failing_step_and_its_error(app, pages, failed_run):
+    _, execution_id = failed_run
+    with app.test_request_context():
+        header, meta, _event = pages.execution.update_execution_header(str(execution_id))
+        figure, options, hidden, _text, bars = pages.execution.update_execution_timeline(0, str(execution_id), meta)
+        detail = pages.execution.update_execution_step_detail(meta["failing"], str(execution_id))
+    assert "Step 1 · create_invoice failed:  422 invalid invoice reference" in text_of(header)
+    assert hidden is True and len(options) == 1 and bars == {"1:1": meta["failing"]}
+    assert any("422 invalid invoice" in (a.text or "") for a in figure.layout.annotations)
+    assert "422 invalid invoice reference" in text_of(detail)
+
+
+def test_an_unknown_execution_is_an_inline_error_not_a_blank_page(app, pages):
+    with app.test_request_context():
+        header, meta, event = pages.execution.update_execution_header(str(uuid.uuid4()))
+    assert "not found" in text_of(header) and meta is None and event is None
+
+
+def test_dead_letters_and_workflows_render(app, pages):
+    with app.test_request_context():
+        dlq = pages.dlq.update_dlq_groups("dlq-groups")
+        workflows = pages.workflows.update_workflows_list("workflows-list")
+    assert text_of(dlq) and text_of(workflows)
+
+
+def test_a_sliding_window_moves_by_whole_windows_and_stays_in_range(pages):
+    from dash._callback_context import context_value
+    from dash._utils import AttributeDict
+
+    meta = {"steps": 10_000, "start": 0}
+    context_value.set(AttributeDict(triggered_inputs=[{"prop_id": "execution-next.n_clicks", "value": 1}]))
+    assert pages.execution.update_execution_window(meta, 0, 1, 9_900) == 9_999
+    assert pages.execution.update_execution_window(meta, 0, 1, 0) == 600

@@ -1,0 +1,68 @@
+"""Overview metrics over executions recorded in a window no other test uses."""
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services import metrics
+from services.errors import InvalidInput
+from tests.services.dashboard_factories import record
+
+BASE = datetime(2019, 6, 1, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def window(database, runtime):
+    """20 runs at 10:00 (1 failed) and 10 runs at 11:00 (3 failed), for a workflow only this module uses."""
+    workflow = f"metrics-{uuid.uuid4().hex[:8]}"
+    with database.writer() as conn:
+        for i in range(20):
+            failed = i == 0
+            record(conn, runtime.payloads, workflow_id=workflow, at=BASE + timedelta(minutes=i),
+                   status="failed" if failed else "completed",
+                   error="HTTP 409 contact C-12345 already exists" if failed else None)
+        for i in range(10):
+            failed = i < 3
+            record(conn, runtime.payloads, workflow_id=workflow, at=BASE + timedelta(hours=1, minutes=i),
+                   status="failed" if failed else "completed",
+                   error=f"HTTP 409 contact C-{i}{i}{i}99 already exists" if failed else None)
+    return metrics.Period(BASE - timedelta(hours=1), BASE + timedelta(hours=3)), workflow
+
+
+def test_kpis_count_runs_by_their_engine_start_time_and_give_the_success_rate(database, window):
+    period, workflow = window
+    with database.reader() as conn:
+        kpis = metrics.kpis(conn, window=period, workflow_id=workflow)
+    assert kpis["executions"] == 30 and kpis["failed"] == 4
+    assert kpis["success_rate"] == pytest.approx(26 / 30)
+    assert kpis["p95_ms"] is not None
+
+
+def test_only_an_hour_above_five_percent_is_a_crossing_not_one_at_exactly_five(database, window):
+    period, workflow = window
+    with database.reader() as conn:
+        hourly = metrics.failure_rate_hourly(conn, window=period, workflow_id=workflow)
+    crossed = metrics.crossings(hourly)
+    assert list(crossed["hour"].dt.hour) == [11]
+    assert hourly.loc[hourly["hour"].dt.hour == 10, "rate"].item() == pytest.approx(0.05)
+    assert crossed.iloc[0]["rate"] == pytest.approx(0.3)
+    assert len(hourly) == 5  # quiet hours of the window are filled with zero runs
+
+
+def test_errors_that_differ_only_by_ids_are_one_failure_category(database, window):
+    period, _ = window
+    with database.reader() as conn:
+        by_error = metrics.top_failures(conn, window=period, by="error")
+    assert by_error.iloc[0]["failures"] == 4
+    assert "C-" not in by_error.iloc[0]["error"]
+
+
+def test_a_custom_period_needs_its_start_before_its_end():
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert metrics.period("7d", now=now).since == now - timedelta(days=7)
+    with pytest.raises(InvalidInput):
+        metrics.period("custom", now=now, since=now)
+    with pytest.raises(InvalidInput):
+        metrics.period("fortnight", now=now)
