@@ -24,10 +24,7 @@ def execution() -> None:
 @click.option("--no-payloads", is_flag=True, help="Leave step inputs and outputs out.")
 def inspect(execution_id: str, as_json: bool, no_payloads: bool) -> None:
     """Print an execution with its steps, audit events and log lines."""
-    try:
-        key = UUID(execution_id)
-    except ValueError:
-        raise InvalidInput(f"{execution_id!r} is not an execution id (a UUID)") from None
+    key = _execution_key(execution_id)
     runtime = start(load_settings(), migrate=False)
     try:
         with runtime.database.reader() as conn:
@@ -49,10 +46,7 @@ def delete(execution_id: str, force: bool, reason: str, username: str) -> None:
     """Remove an execution, its steps and payloads for good (audit events stay)."""
     if not force:
         raise InvalidInput("force-delete removes the execution for good; repeat with --force")
-    try:
-        key = UUID(execution_id)
-    except ValueError:
-        raise InvalidInput(f"{execution_id!r} is not an execution id (a UUID)") from None
+    key = _execution_key(execution_id)
     runtime = start(load_settings(), migrate=False)
     try:
         with runtime.database.writer() as conn:
@@ -67,6 +61,13 @@ def delete(execution_id: str, force: bool, reason: str, username: str) -> None:
         runtime.close()
     click.echo(f"deleted execution {key}: {sum(done.rows.values())} row(s), {done.objects} object(s); "
                "audit events kept")
+
+
+def _execution_key(value: str) -> UUID:
+    try:
+        return UUID(value)
+    except ValueError:
+        raise InvalidInput(f"{value!r} is not an execution id (a UUID)") from None
 
 
 def _print_human(record: dict[str, Any]) -> None:

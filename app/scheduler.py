@@ -93,7 +93,17 @@ def run_weekly_report(runtime: Runtime, now: datetime, to: list[str] | None = No
             **notify.deliver(runtime.database, endpoints(runtime), now=now)}
 
 
+def run_schedules(runtime: Runtime, now: datetime) -> dict[str, Any]:
+    """Start every schedule-triggered workflow whose cron slot is due (each slot once, across replicas)."""
+    from app.api_workflows import runner_of
+    from services import router
+
+    started = router.run_due_schedules(runtime.database, runner_of(runtime), now=now)
+    return {"started": [str(i) for i in started]}
+
+
 JOBS: dict[str, JobSpec] = {
+    "schedules": JobSpec({"trigger": "interval", "seconds": 30}, timedelta(seconds=30), run_schedules),
     "retention": JobSpec({"trigger": "cron", "minute": 17}, timedelta(hours=1), run_retention),
     "alerting": JobSpec({"trigger": "interval", "minutes": 1}, timedelta(minutes=1), run_alerting),
     "delivery": JobSpec({"trigger": "interval", "seconds": 30}, timedelta(seconds=30), run_delivery),

@@ -32,7 +32,7 @@ SELECT execution_id, status, created_at FROM execution_state
 WHERE workflow_id = :w AND created_at >= :s AND created_at < :u ORDER BY created_at DESC, execution_id DESC LIMIT 50
 """)
 RAW_LOOKUP = sa.text("SELECT execution_id FROM executions WHERE trigger_payload @> CAST(:doc AS jsonb)")
-RAW_TEXT = sa.text("SELECT step_id FROM steps WHERE to_tsvector('simple'::regconfig, search_text) "
+RAW_TEXT = sa.text("SELECT step_id FROM steps WHERE search_tsv "
                    "@@ websearch_to_tsquery('simple', :q) LIMIT 20")
 RAW_FAILURE = sa.text("""
 SELECT workflow_id, date_trunc('hour', completed_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS hour, count(*),

@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 HERE = Path(__file__).parent
 
@@ -58,10 +58,15 @@ def roles_in_context() -> Roles:
     return context.config.attributes["roles"]
 
 
-def execute_sql(sql: str) -> None:
-    """Run a block of SQL with the role names substituted ({owner}, {writer}, ...)."""
+def run_sql(block: str) -> None:
+    """Run a block of SQL in the current revision, with @owner@/@writer@/@reader@/@maintainer@ replaced.
+
+    The raw driver call matters: without parameters psycopg leaves % alone and runs many statements.
+    """
     from alembic import op
 
     roles = roles_in_context()
-    op.execute(text(sql.format(owner=roles.owner, writer=roles.writer, reader=roles.reader,
-                               maintainer=roles.maintainer)))
+    for token, name in (("@owner@", roles.owner), ("@writer@", roles.writer),
+                        ("@reader@", roles.reader), ("@maintainer@", roles.maintainer)):
+        block = block.replace(token, name)
+    op.get_bind().connection.driver_connection.execute(block)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -110,9 +111,14 @@ def pending_steps(conn: Connection, execution_id: UUID, definition: Definition) 
 def _initial_context(conn: Connection, fc: FlowContext, execution_id: UUID, ex: Any) -> dict[str, Any]:
     payload = fc.trigger_payloads.pop(execution_id, NO_PAYLOAD)
     if payload is NO_PAYLOAD and ex.event_id is not None:
-        # The event's own JSON, unmasked: masking applies to what is recorded, not to what steps send.
-        payload = conn.execute(sa.text("SELECT payload FROM events WHERE event_id = :e"),
-                               {"e": ex.event_id}).scalar()
+        # The event's own body as received (its JSONB copy is masked): masking applies to what is
+        # recorded, not to what steps send downstream.
+        raw = conn.execute(sa.text("SELECT raw_body FROM events WHERE event_id = :e LIMIT 1"),
+                           {"e": ex.event_id}).scalar()
+        try:
+            payload = json.loads(bytes(raw)) if raw is not None else NO_PAYLOAD
+        except ValueError:
+            payload = NO_PAYLOAD
     if payload is NO_PAYLOAD:
         payload = ex.trigger_payload
     return {"trigger": payload, "event": {"id": str(ex.event_id) if ex.event_id else None},

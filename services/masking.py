@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -46,6 +47,7 @@ class _Rules:
     paths: tuple[tuple[tuple[str, Any], ...], ...]
 
 
+@functools.lru_cache(maxsize=8192)
 def normalise_key(key: object) -> str:
     """Return the form keys are compared in: lower case, without `-`, `_` or spaces."""
     # Dropping separators (rather than mapping `-` to `_`) also makes apiKey, api_key and
@@ -100,6 +102,12 @@ def _segment(name: str | None, index: str | None, quoted: str | None) -> tuple[s
 def _compile(keys: Iterable[str], paths: Iterable[str]) -> _Rules:
     if isinstance(keys, str) or isinstance(paths, str):
         raise TypeError("keys and paths are collections of strings, not one string")
+    return _compile_cached(tuple(keys), tuple(paths))
+
+
+@functools.lru_cache(maxsize=256)
+def _compile_cached(keys: tuple[str, ...], paths: tuple[str, ...]) -> _Rules:
+    # Rules are compiled once per distinct rule set: masking runs on every webhook and step.
     normalised = [normalise_key(key) for key in keys]
     return _Rules(
         names=frozenset(key for key in normalised if not _is_pattern(key)),
@@ -140,6 +148,8 @@ def _child(
     is_key = not isinstance(step, int)
     if is_key and _key_matches(rules, step):
         return _hit(where, hits)
+    if not states:
+        return _walk(item, rules, states, where, hits)  # no path rule is in progress here
     advanced = _advance(rules, states, step, is_key)
     if any(position == len(rules.paths[number]) for number, position in advanced):
         return _hit(where, hits)

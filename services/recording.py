@@ -56,6 +56,7 @@ class ExecutionRecord:
     trace_id: str
     root_span_id: str
     created: bool = True
+    policy: PayloadPolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ def create_execution(conn: Connection, cfg: PayloadConfig, new: NewExecution) ->
                  metadata={"workflow_id": new.workflow_id, "workflow_version": new.workflow_version,
                            "trigger_type": new.trigger_source, "event_id": _str(new.event_id),
                            "replay_of": _str(new.replay_of)})
-    return ExecutionRecord(execution_id, trace_id, root_span)
+    return ExecutionRecord(execution_id, trace_id, root_span, policy=policy)
 
 
 def transition(conn: Connection, *, execution_id: UUID, status: str, at: datetime | None = None,
@@ -195,15 +196,18 @@ def cancel_execution(conn: Connection, *, execution_id: UUID, cancelled_by: str,
 
 
 def record_step(conn: Connection, cfg: PayloadConfig, *, execution_id: UUID, workflow_id: str,
-                attempt: StepAttempt) -> StepRecord:
-    """Append one step attempt with its masked, compressed input and output."""
+                attempt: StepAttempt, policy: PayloadPolicy | None = None) -> StepRecord:
+    """Append one step attempt with its masked, compressed input and output.
+
+    policy is the execution's payload policy when the caller already knows it (saves a query).
+    """
     _validate_step(attempt)
     step_id = attempt.step_id or uuid.uuid4()
     span_id = attempt.span_id or new_span_id()
     parent = attempt.parent_span_id or _predecessor_span(conn, execution_id)
     texts: list[str] = []
     ids: dict[str, UUID | None] = {"input": None, "output": None}
-    policy = _execution_policy(conn, execution_id)
+    policy = policy or _execution_policy(conn, execution_id)
     for kind, value in (("input", attempt.input), ("output", attempt.output)):
         if value is not NO_PAYLOAD:
             ref = payloads.store(conn, cfg, execution_id=execution_id, kind=kind, value=value,

@@ -96,9 +96,11 @@ def report_execution(conn: Connection, cfg: PayloadConfig, report: ExecutionRepo
         return record
     if report.status != "pending":
         recording.start_execution(conn, execution_id=record.execution_id, at=report.started_at)
+    parent = record.root_span_id
     for index, step in enumerate(report.steps):
-        recording.record_step(conn, cfg, execution_id=record.execution_id, workflow_id=report.workflow_id,
-                              attempt=_attempt(step, index))
+        # Spans chain in report order; passing parent and policy spares two look-ups per step.
+        parent = recording.record_step(conn, cfg, execution_id=record.execution_id, workflow_id=report.workflow_id,
+                                       attempt=_attempt(step, index, parent), policy=record.policy).span_id
     for line in report.logs:
         recording.append_log(conn, execution_id=record.execution_id, message=line.message, level=line.level,
                              at=line.timestamp)
@@ -113,8 +115,8 @@ def report_execution(conn: Connection, cfg: PayloadConfig, report: ExecutionRepo
     return record
 
 
-def _attempt(step: StepReport, index: int) -> StepAttempt:
-    return StepAttempt(
+def _attempt(step: StepReport, index: int, parent_span_id: str | None = None) -> StepAttempt:
+    return StepAttempt(parent_span_id=parent_span_id,
         step_name=step.step_name, step_type=step.step_type, seq=step.seq if step.seq is not None else index,
         status=step.status, attempt=step.attempt, started_at=step.started_at, completed_at=step.completed_at,
         input=step.input if step.input is not None else NO_PAYLOAD,

@@ -22,8 +22,8 @@ from sqlalchemy import Connection
 from services import executions
 from services.errors import InvalidInput
 
-# Must stay identical to the expression of the steps_search_fts index (migration 0005).
-TSVECTOR = "to_tsvector('simple'::regconfig, st.search_text)"
+# The stored, indexed vector (migration 0013): ranking reads it instead of re-parsing each match's text.
+TSVECTOR = "st.search_tsv"
 MARK_START, MARK_STOP = "\u27e6", "\u27e7"
 HEADLINE_OPTIONS = f"StartSel={MARK_START}, StopSel={MARK_STOP}, MaxWords=30, MinWords=8, MaxFragments=2"
 SNIPPET_CONTEXT = 80

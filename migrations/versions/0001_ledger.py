@@ -8,9 +8,8 @@ issues an UPDATE on the ledger.
 Revision ID: 0001
 Revises:
 """
-from alembic import op
 
-from migrations import roles_in_context
+from migrations import run_sql as _sql
 
 revision = "0001"
 down_revision = None
@@ -551,15 +550,6 @@ GRANT UPDATE (raw_body, payload) ON events TO "@maintainer@";
 GRANT UPDATE (search_text) ON steps TO "@maintainer@";
 GRANT UPDATE (data, uri) ON payloads TO "@maintainer@";
 """
-
-
-def _sql(block: str) -> None:
-    roles = roles_in_context()
-    for token, name in (("@owner@", roles.owner), ("@writer@", roles.writer),
-                        ("@reader@", roles.reader), ("@maintainer@", roles.maintainer)):
-        block = block.replace(token, name)
-    # The raw driver call: without parameters psycopg leaves % alone and runs many statements.
-    op.get_bind().connection.driver_connection.execute(block)
 
 
 def upgrade() -> None:

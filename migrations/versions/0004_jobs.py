@@ -10,9 +10,8 @@ power than the DELETE it already holds.
 Revision ID: 0004
 Revises: 0001
 """
-from alembic import op
 
-from migrations import roles_in_context
+from migrations import run_sql as _sql
 
 revision = "0004"
 down_revision = "0001"
@@ -95,15 +94,6 @@ DROP INDEX IF EXISTS archive_manifests_workflow_idx, execution_archives_archive_
 DROP TABLE IF EXISTS erased_payloads, erasures, event_archives, archived_payloads;
 RESET ROLE;
 """
-
-
-def _sql(block: str) -> None:
-    roles = roles_in_context()
-    for token, name in (("@owner@", roles.owner), ("@writer@", roles.writer),
-                        ("@reader@", roles.reader), ("@maintainer@", roles.maintainer)):
-        block = block.replace(token, name)
-    # The raw driver call: without parameters psycopg leaves % alone and runs many statements.
-    op.get_bind().connection.driver_connection.execute(block)
 
 
 def upgrade() -> None:

@@ -13,9 +13,8 @@ like the ledger: its latest row is the current state.
 Revision ID: 0005
 Revises: 0001
 """
-from alembic import op
 
-from migrations import roles_in_context
+from migrations import run_sql as _sql
 
 revision = "0005"
 down_revision = "0001"
@@ -75,15 +74,6 @@ DROP INDEX IF EXISTS steps_search_trgm;
 DROP INDEX IF EXISTS steps_search_fts;
 RESET ROLE;
 """
-
-
-def _sql(block: str) -> None:
-    roles = roles_in_context()
-    for token, name in (("@owner@", roles.owner), ("@writer@", roles.writer),
-                        ("@reader@", roles.reader), ("@maintainer@", roles.maintainer)):
-        block = block.replace(token, name)
-    # The raw driver call: without parameters psycopg leaves % alone and runs many statements.
-    op.get_bind().connection.driver_connection.execute(block)
 
 
 def upgrade() -> None:

@@ -10,9 +10,8 @@ maintainer's default DELETE: they are append-only for every product role.
 Revision ID: 0006
 Revises: 0001
 """
-from alembic import op
 
-from migrations import roles_in_context
+from migrations import run_sql as _sql
 
 revision = "0006"
 down_revision = "0001"
@@ -90,14 +89,6 @@ ALTER TABLE seals DROP COLUMN IF EXISTS merkle_root;
 GRANT DELETE ON admin_audit_log, seals TO "@maintainer@";
 RESET ROLE;
 """
-
-
-def _sql(block: str) -> None:
-    roles = roles_in_context()
-    for token, name in (("@owner@", roles.owner), ("@writer@", roles.writer),
-                        ("@reader@", roles.reader), ("@maintainer@", roles.maintainer)):
-        block = block.replace(token, name)
-    op.get_bind().connection.driver_connection.execute(block)
 
 
 def upgrade() -> None:

@@ -12,9 +12,8 @@ execution_transitions.recorded_at keeps the tail cheap at almost no insert cost.
 Revision ID: 0009
 Revises: 0001
 """
-from alembic import op
 
-from migrations import roles_in_context
+from migrations import run_sql as _sql
 
 revision = "0009"
 down_revision = "0001"
@@ -68,15 +67,6 @@ DROP INDEX IF EXISTS execution_transitions_recorded_brin;
 DROP TABLE IF EXISTS rollup_watermarks, execution_hourly_stats;
 RESET ROLE;
 """
-
-
-def _sql(block: str) -> None:
-    roles = roles_in_context()
-    for token, name in (("@owner@", roles.owner), ("@writer@", roles.writer),
-                        ("@reader@", roles.reader), ("@maintainer@", roles.maintainer)):
-        block = block.replace(token, name)
-    # The raw driver call: without parameters psycopg leaves % alone and runs many statements.
-    op.get_bind().connection.driver_connection.execute(block)
 
 
 def upgrade() -> None:

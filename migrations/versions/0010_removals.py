@@ -8,9 +8,8 @@ change or delete it. Also a per-user permission list, so force-delete can requir
 Revision ID: 0010
 Revises: 0006
 """
-from alembic import op
 
-from migrations import roles_in_context
+from migrations import run_sql as _sql
 
 revision = "0010"
 down_revision = "0006"
@@ -45,14 +44,6 @@ ALTER TABLE users DROP COLUMN IF EXISTS permissions;
 DROP TABLE IF EXISTS ledger_removals;
 RESET ROLE;
 """
-
-
-def _sql(block: str) -> None:
-    roles = roles_in_context()
-    for token, name in (("@owner@", roles.owner), ("@writer@", roles.writer),
-                        ("@reader@", roles.reader), ("@maintainer@", roles.maintainer)):
-        block = block.replace(token, name)
-    op.get_bind().connection.driver_connection.execute(block)
 
 
 def upgrade() -> None:

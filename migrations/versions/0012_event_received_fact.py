@@ -8,9 +8,8 @@ projection alone for it.
 Revision ID: 0012
 Revises: 0011
 """
-from alembic import op
 
-from migrations import roles_in_context
+from migrations import run_sql as _sql
 
 revision = "0012"
 down_revision = "0011"
@@ -57,14 +56,6 @@ BEGIN
 END $$;
 RESET ROLE;
 """
-
-
-def _sql(block: str) -> None:
-    roles = roles_in_context()
-    for token, name in (("@owner@", roles.owner), ("@writer@", roles.writer),
-                        ("@reader@", roles.reader), ("@maintainer@", roles.maintainer)):
-        block = block.replace(token, name)
-    op.get_bind().connection.driver_connection.execute(block)
 
 
 def upgrade() -> None:
