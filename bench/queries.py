@@ -31,6 +31,8 @@ RAW_LATEST = sa.text("""
 SELECT execution_id, status, created_at FROM execution_state
 WHERE workflow_id = :w AND created_at >= :s AND created_at < :u ORDER BY created_at DESC, execution_id DESC LIMIT 50
 """)
+RAW_GRID = sa.text("SELECT execution_id, workflow_id, status, trigger_source, started_at, duration_ms, "
+                   "error_message FROM execution_state ORDER BY started_at DESC NULLS LAST LIMIT 100")
 RAW_LOOKUP = sa.text("SELECT execution_id FROM executions WHERE trigger_payload @> CAST(:doc AS jsonb)")
 RAW_TEXT = sa.text("SELECT step_id FROM steps WHERE search_tsv "
                    "@@ websearch_to_tsquery('simple', :q) LIMIT 20")
@@ -112,6 +114,28 @@ def run(ctx: Context) -> None:
           lambda c, i: c.execute(RAW_LOOKUP, {"doc": json.dumps(_doc(i))})
           .all(), indexes, "p95 <= 10 ms", 10)
     _free_text(ctx, samples)
+    _dashboard(ctx, ids)
+
+
+def _dashboard(ctx: Context, ids: list[Any]) -> None:
+    """What the dashboard reads (issue 5): the executions grid's first page and an execution's timeline."""
+    from services import browse, timeline
+
+    def timeline_data(conn: sa.Connection, execution_id: Any) -> Any:
+        record = timeline.execution(conn, execution_id)
+        frame = timeline.steps(conn, execution_id, offset=timeline.window_start(record))
+        return record, frame, timeline.p95_by_step(conn, workflow_id=record["workflow_id"],
+                                                    before=record["started_at"])
+
+    with ctx.database.reader() as conn:
+        page = browse.executions_page(conn, offset=0, limit=100)
+    ctx.check("queries: the grid's first page is full", len(page["rows"]) == min(100, ctx.executions),
+              f"{len(page['rows'])} rows")
+    _pair(ctx, "executions grid, first page (100 rows)", lambda c, _: browse.executions_page(c, offset=0, limit=100),
+          lambda c, _: c.execute(RAW_GRID).all(), list(range(len(ids))), "p95 <= 300 ms", 300,
+          note="browse.executions_page also returns a capped count for the grid")
+    _pair(ctx, "execution timeline data (steps, p95 per step)", timeline_data,
+          lambda c, e: c.execute(RAW_EXECUTION, {"e": e}).all(), ids, "p95 <= 300 ms", 300)
 
 
 def _doc(index: int) -> dict:
