@@ -30,12 +30,13 @@ SNIPPET_CONTEXT = 80
 MIN_TRIGRAM_CHARS = 3
 MAX_QUERY_CHARS = 500
 
+# "exact" checks the stored vector first, so the whole-token regex only reads the text of phrase matches.
 SEARCH_SQL = """
 WITH q AS (SELECT websearch_to_tsquery('simple', :q) AS tsq),
 hits AS (
   SELECT st.step_id, st.execution_id, st.step_name, st.seq, st.attempt, st.status AS step_status,
          st.created_at, st.search_text, s.workflow_id, s.status, s.archived_uri,
-         st.search_text ~* :word AS exact,
+         ({tsv} @@ phraseto_tsquery('simple', :q) AND st.search_text ~* :word) AS exact,
          ts_rank_cd({tsv}, q.tsq) AS rank
   FROM steps st
   CROSS JOIN q
