@@ -138,3 +138,27 @@ def test_the_token_bucket_refills_with_time(fresh_database):
     with fresh_database.writer() as conn:
         take(conn, bucket="ingest:a", rate=1, burst=2, now=t0 + timedelta(seconds=1))
         take(conn, bucket="ingest:b", rate=1, burst=2, now=t0)
+
+
+def test_seals_published_to_an_object_lock_bucket_get_compliance_retention(fresh_database, s3_server):
+    import boto3
+
+    from services.objectstore import S3ObjectStore
+
+    fresh_database.migrate()
+    bucket = f"seals-{uuid.uuid4().hex[:8]}"
+    client = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
+    client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    store = S3ObjectStore(bucket, "seals", endpoint_url=s3_server)
+    cfg = PayloadConfig(store=store, train_dictionaries=False)
+    with fresh_database.writer() as conn:
+        recording.create_execution(conn, cfg, NewExecution(workflow_id="wf-lock"))
+    with fresh_database.writer() as conn:
+        sealing.seal_closed_periods(conn, store, now=datetime.now(UTC) + timedelta(hours=2), lock_days=30)
+    with fresh_database.reader() as conn:
+        uri = conn.execute(sa.text(
+            "SELECT uri FROM seals WHERE uri IS NOT NULL ORDER BY seal_id DESC LIMIT 1")).scalar()
+    key = uri.removeprefix(f"s3://{bucket}/")
+    head = client.head_object(Bucket=bucket, Key=key)
+    assert head["ObjectLockMode"] == "COMPLIANCE"
+    assert head["ObjectLockRetainUntilDate"] > datetime.now(UTC) + timedelta(days=29)
