@@ -81,15 +81,16 @@ clientside_callback(
 
 
 @callback(Output("execution-header", "children"), Output("execution-meta", "data"),
-          Output("execution-event-id", "data"), Input("execution-id", "data"))
-@panel_errors(count=3)
+          Output("execution-event-id", "data"), Output("execution-window", "data"), Input("execution-id", "data"))
+@panel_errors(count=4)
 def update_execution_header(execution_id: str):
     with db.reader() as conn:
         record = timeline.execution(conn, parse_uuid(execution_id))
     meta = {"steps": record["step_count"], "start": timeline.window_start(record), "workflow": record["workflow_id"],
             "started_at": record["started_at"].isoformat() if record["started_at"] else None,
             "failing": str(record["failures"][-1]["step_id"]) if record["failures"] else None}
-    return _header(record), meta, str(record["event_id"]) if record["event_id"] else None
+    # The first window comes with the header, so the timeline is one round trip after the page, not two.
+    return _header(record), meta, str(record["event_id"]) if record["event_id"] else None, meta["start"]
 
 
 def _header(r: dict) -> html.Div:
@@ -136,12 +137,13 @@ def _failure_callout(r: dict) -> html.Div | None:
     return html.Div(items, className="fl-banner fl-banner--bad", role="alert", id="execution-failure")
 
 
-@callback(Output("execution-window", "data"), Input("execution-meta", "data"), Input("execution-prev", "n_clicks"),
-          Input("execution-next", "n_clicks"), State("execution-window", "data"))
-def update_execution_window(meta, _prev, _next, current):
+@callback(Output("execution-window", "data", allow_duplicate=True), Input("execution-prev", "n_clicks"),
+          Input("execution-next", "n_clicks"), State("execution-meta", "data"), State("execution-window", "data"),
+          prevent_initial_call=True)
+def update_execution_window(_prev, _next, meta, current):
     if not meta:
         return dash.no_update
-    if ctx.triggered_id == "execution-meta" or current is None:
+    if current is None:
         return meta["start"]
     step = timeline.WINDOW if ctx.triggered_id == "execution-next" else -timeline.WINDOW
     return min(max(current + step, 0), max(meta["steps"] - 1, 0))

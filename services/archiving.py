@@ -29,7 +29,7 @@ STEPS_SQL = sa.text(
     "duration_ms, error_message, input_payload_id, output_payload_id FROM steps WHERE execution_id = ANY(:ids) "
     "ORDER BY execution_id, seq, attempt")
 PAYLOADS_SQL = sa.text(
-    "SELECT payload_id, execution_id, step_id, kind, size_bytes, sha256, uri FROM payloads "
+    "SELECT payload_id, execution_id, step_id, kind, size_bytes, sha256, uri, dict_id, data FROM payloads "
     "WHERE execution_id = ANY(:ids) ORDER BY execution_id, created_at")
 EVENTS_SQL = sa.text(
     "SELECT e.event_id, e.source_system, e.event_type, e.content_type, e.received_at, e.payload_hash, "
@@ -62,7 +62,8 @@ def build_document(conn: Connection, cfg: PayloadConfig, *, archive_id: UUID, wo
         entry = {"payload_id": str(row["payload_id"]), "kind": row["kind"], "step_id": _s(row["step_id"]),
                  "size_bytes": row["size_bytes"], "sha256": row["sha256"], "uri": row["uri"], "json": None}
         if row["uri"] is None:  # offloaded payloads stay in their own object; the archive points at it
-            entry["json"] = payloads.load_raw(conn, cfg, row["payload_id"]).decode("utf-8")
+            # Decoded from the row already fetched: one query per archive chunk, not one per payload.
+            entry["json"] = payloads.decode_stored(conn, cfg, data=row["data"], dict_id=row["dict_id"]).decode("utf-8")
         found.setdefault(str(row["execution_id"]), []).append(entry)
     executions, event_ids = [], []
     for row in conn.execute(EXECUTIONS_SQL, {"ids": execution_ids}).mappings():

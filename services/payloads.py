@@ -103,6 +103,12 @@ def load_raw(conn: Connection, cfg: PayloadConfig, payload_id: UUID) -> bytes:
     return codec.decode(bytes(blob), dictionary=dictionary)
 
 
+def decode_stored(conn: Connection, cfg: PayloadConfig, *, data: bytes | memoryview, dict_id: int | None) -> bytes:
+    """The bytes of an inline payload row already fetched by the caller."""
+    dictionary = _load_dictionary(conn, cfg, dict_id) if dict_id else None
+    return codec.decode(bytes(data), dictionary=dictionary)
+
+
 def load(conn: Connection, cfg: PayloadConfig, payload_id: UUID) -> Any:
     """A stored payload decoded back to its JSON value."""
     return json.loads(load_raw(conn, cfg, payload_id))
@@ -121,8 +127,7 @@ def load_execution(conn: Connection, cfg: PayloadConfig, execution_id: UUID,
         if wanted is not None and row.payload_id not in wanted:
             continue
         blob = row.data if row.data is not None else cfg.store.get(row.uri)
-        dictionary = _load_dictionary(conn, cfg, row.dict_id) if row.dict_id else None
-        out[row.payload_id] = json.loads(codec.decode(bytes(blob), dictionary=dictionary))
+        out[row.payload_id] = json.loads(decode_stored(conn, cfg, data=blob, dict_id=row.dict_id))
     for missing in (wanted or set()) - out.keys():
         out[missing] = load(conn, cfg, missing)
     return out

@@ -76,7 +76,7 @@ def test_the_executions_grid_filters_by_a_payload_field(app, pages, failed_run, 
 def test_the_execution_header_names_the_failing_step_and_its_error(app, pages, failed_run):
     _, execution_id = failed_run
     with app.test_request_context():
-        header, meta, _event = pages.execution.update_execution_header(str(execution_id))
+        header, meta, _event, _window = pages.execution.update_execution_header(str(execution_id))
         figure, options, hidden, _text, bars = pages.execution.update_execution_timeline(0, str(execution_id), meta)
         detail = pages.execution.update_execution_step_detail(meta["failing"], str(execution_id))
     assert "Step 1 · create_invoice failed:  422 invalid invoice reference" in text_of(header)
@@ -87,7 +87,7 @@ def test_the_execution_header_names_the_failing_step_and_its_error(app, pages, f
 
 def test_an_unknown_execution_is_an_inline_error_not_a_blank_page(app, pages):
     with app.test_request_context():
-        header, meta, event = pages.execution.update_execution_header(str(uuid.uuid4()))
+        header, meta, event, _window = pages.execution.update_execution_header(str(uuid.uuid4()))
     assert "not found" in text_of(header) and meta is None and event is None
 
 
@@ -104,5 +104,5 @@ def test_a_sliding_window_moves_by_whole_windows_and_stays_in_range(pages):
 
     meta = {"steps": 10_000, "start": 0}
     context_value.set(AttributeDict(triggered_inputs=[{"prop_id": "execution-next.n_clicks", "value": 1}]))
-    assert pages.execution.update_execution_window(meta, 0, 1, 9_900) == 9_999
-    assert pages.execution.update_execution_window(meta, 0, 1, 0) == 600
+    assert pages.execution.update_execution_window(0, 1, meta, 9_900) == 9_999
+    assert pages.execution.update_execution_window(0, 1, meta, 0) == 600
