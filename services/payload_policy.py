@@ -79,5 +79,14 @@ def for_workflow(conn: Connection, *, workflow_id: str, version: int | None, def
     return PayloadPolicy.from_mapping(row, default)
 
 
+def masking_for(conn: Connection, *, workflow_id: str, version: int | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A workflow version's own masking rules (keys, paths); latest version when version is None."""
+    row = conn.execute(sa.text(
+        "SELECT masking FROM workflow_versions WHERE workflow_id = :w "
+        "AND (CAST(:v AS int) IS NULL OR version = :v) ORDER BY version DESC LIMIT 1"),
+        {"w": workflow_id, "v": version}).scalar() or {}
+    return tuple(row.get("keys") or ()), tuple(row.get("paths") or ())
+
+
 def _size(value: Any) -> int:
     return len(json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).encode())

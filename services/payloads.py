@@ -61,9 +61,11 @@ def mask(cfg: PayloadConfig, value: Any, *, extra_keys: tuple[str, ...] = (),
 
 def store(conn: Connection, cfg: PayloadConfig, *, execution_id: UUID, kind: str, value: Any,
           workflow_id: str, step_id: UUID | None = None, masked: bool = False,
-          policy: PayloadPolicy | None = None) -> PayloadRef:
-    """Mask (unless already masked), apply the payload policy, compress and insert; offload when large."""
-    clean = value if masked else mask(cfg, value)
+          policy: PayloadPolicy | None = None,
+          masking: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())) -> PayloadRef:
+    """Mask (unless already masked; masking adds the workflow's own keys and paths), apply the payload
+    policy, compress and insert; offload when large."""
+    clean = value if masked else mask(cfg, value, extra_keys=masking[0], extra_paths=masking[1])
     original = codec.canonical_json(clean)
     mode = (policy or cfg.default_policy).applied(len(original))
     raw = original if mode == "full" else codec.canonical_json(reduce(clean, original, mode))

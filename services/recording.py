@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from services import payloads, tracing
 from services.errors import Conflict, InvalidInput, NotFound
-from services.payload_policy import PayloadPolicy, for_workflow
+from services.payload_policy import PayloadPolicy, for_workflow, masking_for
 from services.payloads import PayloadConfig
 from services.tracecontext import TraceParent, new_span_id, new_trace_id
 
@@ -57,6 +57,7 @@ class ExecutionRecord:
     root_span_id: str
     created: bool = True
     policy: PayloadPolicy | None = None
+    masking: tuple[tuple[str, ...], tuple[str, ...]] | None = None
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,8 @@ def create_execution(conn: Connection, cfg: PayloadConfig, new: NewExecution) ->
     root_span = new_span_id()
     policy = new.payload_policy or for_workflow(conn, workflow_id=new.workflow_id, version=new.workflow_version,
                                                 default=cfg.default_policy)
-    trigger, trigger_payload_id = _trigger_payload(conn, cfg, new, execution_id, policy)
+    masking = masking_for(conn, workflow_id=new.workflow_id, version=new.workflow_version)
+    trigger, trigger_payload_id = _trigger_payload(conn, cfg, new, execution_id, policy, masking)
     conn.execute(sa.text(
         "INSERT INTO executions (execution_id, workflow_id, workflow_version, event_id, trigger_source, "
         "trigger_payload, trigger_payload_id, trace_id, root_span_id, parent_span_id, replay_of, replay_id, "
@@ -126,7 +128,7 @@ def create_execution(conn: Connection, cfg: PayloadConfig, new: NewExecution) ->
                  metadata={"workflow_id": new.workflow_id, "workflow_version": new.workflow_version,
                            "trigger_type": new.trigger_source, "event_id": _str(new.event_id),
                            "replay_of": _str(new.replay_of)})
-    return ExecutionRecord(execution_id, trace_id, root_span, policy=policy)
+    return ExecutionRecord(execution_id, trace_id, root_span, policy=policy, masking=masking)
 
 
 def transition(conn: Connection, *, execution_id: UUID, status: str, at: datetime | None = None,
@@ -178,8 +180,9 @@ def finish_execution(conn: Connection, *, execution_id: UUID, status: str, at: d
     if context is not NO_PAYLOAD and cfg is not None:
         workflow_id = conn.execute(sa.text("SELECT workflow_id FROM executions WHERE execution_id = :e LIMIT 1"),
                                    {"e": execution_id}).scalar_one()
+        policy, masking = _execution_rules(conn, execution_id)
         payloads.store(conn, cfg, execution_id=execution_id, kind="context", value=context,
-                       workflow_id=workflow_id, policy=_execution_policy(conn, execution_id))
+                       workflow_id=workflow_id, policy=policy, masking=masking)
     task_count = conn.execute(sa.text(
         "SELECT count(DISTINCT seq) FROM steps WHERE execution_id = :e"), {"e": execution_id}).scalar_one()
     return transition(conn, execution_id=execution_id, status=status, at=at, reason=reason,
@@ -196,10 +199,11 @@ def cancel_execution(conn: Connection, *, execution_id: UUID, cancelled_by: str,
 
 
 def record_step(conn: Connection, cfg: PayloadConfig, *, execution_id: UUID, workflow_id: str,
-                attempt: StepAttempt, policy: PayloadPolicy | None = None) -> StepRecord:
+                attempt: StepAttempt, policy: PayloadPolicy | None = None,
+                masking: tuple[tuple[str, ...], tuple[str, ...]] | None = None) -> StepRecord:
     """Append one step attempt with its masked, compressed input and output.
 
-    policy is the execution's payload policy when the caller already knows it (saves a query).
+    policy and masking are the execution's payload rules when the caller already knows them (saves a query).
     """
     _validate_step(attempt)
     step_id = attempt.step_id or uuid.uuid4()
@@ -207,11 +211,12 @@ def record_step(conn: Connection, cfg: PayloadConfig, *, execution_id: UUID, wor
     parent = attempt.parent_span_id or _predecessor_span(conn, execution_id)
     texts: list[str] = []
     ids: dict[str, UUID | None] = {"input": None, "output": None}
-    policy = policy or _execution_policy(conn, execution_id)
+    if policy is None or masking is None:
+        policy, masking = _execution_rules(conn, execution_id)
     for kind, value in (("input", attempt.input), ("output", attempt.output)):
         if value is not NO_PAYLOAD:
             ref = payloads.store(conn, cfg, execution_id=execution_id, kind=kind, value=value,
-                                 workflow_id=workflow_id, step_id=step_id, policy=policy)
+                                 workflow_id=workflow_id, step_id=step_id, policy=policy, masking=masking)
             ids[kind] = ref.payload_id
             texts.append(ref.search_text)
     if attempt.error_message:
@@ -278,14 +283,15 @@ def _existing(conn: Connection, execution_id: UUID) -> ExecutionRecord | None:
 
 
 def _trigger_payload(conn: Connection, cfg: PayloadConfig, new: NewExecution, execution_id: UUID,
-                     policy: PayloadPolicy) -> tuple[str | None, UUID | None]:
+                     policy: PayloadPolicy, masking: tuple[tuple[str, ...], tuple[str, ...]]
+                     ) -> tuple[str | None, UUID | None]:
     """The masked trigger payload as JSON text for the GIN-indexed column, offloaded when too large.
 
     Under a summary or off policy the column stays empty, so nothing the policy drops is indexed.
     """
     if new.trigger_payload is None:
         return None, None
-    clean = payloads.mask(cfg, new.trigger_payload)
+    clean = payloads.mask(cfg, new.trigger_payload, extra_keys=masking[0], extra_paths=masking[1])
     if policy.log_payload != "full" or policy.max_payload_bytes is not None:
         size = len(json.dumps(clean, ensure_ascii=False, separators=(",", ":"), default=str).encode())
         if policy.applied(size) != "full":
@@ -305,10 +311,15 @@ def _trigger_payload(conn: Connection, cfg: PayloadConfig, new: NewExecution, ex
     return None, ref.payload_id
 
 
-def _execution_policy(conn: Connection, execution_id: UUID) -> PayloadPolicy:
-    """The policy an execution was created under; every payload of it follows that one."""
-    return PayloadPolicy.decode(conn.execute(sa.text(
-        "SELECT payload_policy FROM executions WHERE execution_id = :e LIMIT 1"), {"e": execution_id}).scalar())
+def _execution_rules(conn: Connection, execution_id: UUID) -> tuple[PayloadPolicy, tuple[tuple[str, ...], ...]]:
+    """The payload policy an execution was created under and its workflow version's masking rules."""
+    row = conn.execute(sa.text(
+        "SELECT e.payload_policy, e.workflow_id, e.workflow_version FROM executions e "
+        "WHERE e.execution_id = :e LIMIT 1"), {"e": execution_id}).one_or_none()
+    if row is None:
+        raise NotFound(f"execution {execution_id} not found")
+    masking = masking_for(conn, workflow_id=row.workflow_id, version=row.workflow_version)
+    return PayloadPolicy.decode(row.payload_policy), masking
 
 
 def _predecessor_span(conn: Connection, execution_id: UUID) -> str | None:

@@ -100,7 +100,8 @@ def report_execution(conn: Connection, cfg: PayloadConfig, report: ExecutionRepo
     for index, step in enumerate(report.steps):
         # Spans chain in report order; passing parent and policy spares two look-ups per step.
         parent = recording.record_step(conn, cfg, execution_id=record.execution_id, workflow_id=report.workflow_id,
-                                       attempt=_attempt(step, index, parent), policy=record.policy).span_id
+                                       attempt=_attempt(step, index, parent), policy=record.policy,
+                                       masking=record.masking).span_id
     for line in report.logs:
         recording.append_log(conn, execution_id=record.execution_id, message=line.message, level=line.level,
                              at=line.timestamp)

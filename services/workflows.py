@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from sqlalchemy import Connection
 
 from services.errors import Conflict, InvalidInput, NotFound
+from services.masking import compile_path
 
 ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
 TEMPLATE = re.compile(r"\{\{\s*(.+?)\s*\}\}")
@@ -98,6 +99,28 @@ Step = Annotated[ActionStep | ConditionStep | TransformStep | WaitStep, Field(di
 Trigger = Annotated[EventTrigger | ScheduleTrigger | ManualTrigger, Field(discriminator="type")]
 
 
+class MaskingRules(BaseModel):
+    """Extra sensitive fields of this workflow, masked on top of the global rules."""
+
+    model_config = ConfigDict(extra="forbid")
+    keys: list[str] = Field(default_factory=list)
+    paths: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _paths_parse(self) -> MaskingRules:
+        for path in self.paths:
+            compile_path(path)  # raises ValueError naming the bad path
+        return self
+
+
+class PayloadPolicyModel(BaseModel):
+    """How much of each payload this workflow keeps: full, summary (keys, sizes, hashes) or off."""
+
+    model_config = ConfigDict(extra="forbid")
+    log_payload: Literal["full", "summary", "off"] = "full"
+    max_payload_bytes: int | None = Field(default=None, ge=1)
+
+
 class Definition(BaseModel):
     """A whole workflow definition as submitted."""
 
@@ -110,6 +133,8 @@ class Definition(BaseModel):
     retention_days: int | None = Field(default=None, ge=7, le=3650)
     retain_on_failure: bool = False
     legal_hold: bool = False
+    masking: MaskingRules | None = None
+    payload_policy: PayloadPolicyModel | None = None
 
 
 def parse(source: str | bytes | dict[str, Any], *, workflow_id: str | None = None) -> Definition:
@@ -159,9 +184,13 @@ def save_workflow(conn: Connection, *, definition: Definition, created_by: str |
     version = (latest.version if latest else 0) + 1
     conn.execute(sa.text(
         "INSERT INTO workflow_versions (workflow_id, version, created_by, change_note, definition, retention_days, "
-        "retain_on_failure, legal_hold) VALUES (:w, :v, :by, :note, CAST(:d AS jsonb), :ret, :rof, :hold)"),
+        "retain_on_failure, legal_hold, masking, payload_policy) VALUES (:w, :v, :by, :note, CAST(:d AS jsonb), "
+        ":ret, :rof, :hold, CAST(:mask AS jsonb), CAST(:policy AS jsonb))"),
         {"w": definition.id, "v": version, "by": created_by, "note": change_note, "d": json.dumps(body),
-         "ret": definition.retention_days, "rof": definition.retain_on_failure, "hold": definition.legal_hold})
+         "ret": definition.retention_days, "rof": definition.retain_on_failure, "hold": definition.legal_hold,
+         "mask": json.dumps(definition.masking.model_dump() if definition.masking else {}),
+         "policy": json.dumps(definition.payload_policy.model_dump(exclude_none=True)
+                              if definition.payload_policy else {})})
     return version
 
 

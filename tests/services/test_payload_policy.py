@@ -109,3 +109,46 @@ def test_a_policy_change_applies_to_new_executions_only(database, cfg):
 def test_an_unknown_mode_is_refused():
     with pytest.raises(Exception, match="log_payload"):
         PayloadPolicy("sometimes")
+
+
+def test_a_workflows_own_masking_rules_apply_on_top_of_the_global_ones(database, cfg):
+    from services import workflows
+
+    workflow = f"wf-mask-{uuid.uuid4().hex[:6]}"
+    definition = workflows.parse({
+        "id": workflow, "name": "bank sync", "trigger": {"type": "manual"},
+        "steps": [{"name": "t", "type": "transform", "fields": {"x": "a"}}],
+        "masking": {"keys": ["iban"], "paths": ["customer.phone"]},
+        "payload_policy": {"log_payload": "full", "max_payload_bytes": 100000}})
+    with database.writer() as conn:
+        version = workflows.save_workflow(conn, definition=definition, created_by="test")
+        rec = recording.create_execution(conn, cfg, NewExecution(
+            workflow_id=workflow, workflow_version=version,
+            trigger_payload={"customer": {"phone": "+33 6 12 34 56 78", "name": "Ann"}, "iban": "FR7630006000011"}))
+        recording.record_step(conn, cfg, execution_id=rec.execution_id, workflow_id=workflow, attempt=StepAttempt(
+            "t", "transform", 0, "completed", output={"account": {"iban": "FR7630006000011"}}))
+        other = recording.create_execution(conn, cfg, NewExecution(
+            workflow_id=f"{workflow}-other", trigger_payload={"iban": "DE89370400440532013000"}))
+        stored = conn.execute(sa.text("SELECT masking, payload_policy FROM workflow_versions WHERE workflow_id = :w"),
+                              {"w": workflow}).one()
+    with database.reader() as conn:
+        record = inspection.get_execution(conn, cfg, rec.execution_id)
+        plain = inspection.get_execution(conn, cfg, other.execution_id)
+
+    assert stored.masking == {"keys": ["iban"], "paths": ["customer.phone"]}
+    assert stored.payload_policy == {"log_payload": "full", "max_payload_bytes": 100000}
+    assert record["trigger_payload"] == {"customer": {"phone": "***", "name": "Ann"}, "iban": "***"}
+    assert record["steps"][0]["output"] == {"account": {"iban": "***"}}
+    assert "FR7630006000011" not in _everything_stored(database, cfg, rec.execution_id)
+    assert plain["trigger_payload"] == {"iban": "DE89370400440532013000"}
+
+
+def test_a_definition_with_a_bad_masking_path_or_policy_is_refused_with_every_problem():
+    from services import workflows
+    from services.errors import InvalidInput
+
+    with pytest.raises(InvalidInput) as caught:
+        workflows.parse({"id": "wf-bad", "name": "x", "trigger": {"type": "manual"},
+                         "steps": [{"name": "t", "type": "transform", "fields": {"x": "a"}}],
+                         "masking": {"paths": ["customer..["]}, "payload_policy": {"log_payload": "sometimes"}})
+    assert len(caught.value.problems) >= 2
