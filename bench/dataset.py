@@ -65,13 +65,16 @@ def ensure(ctx: Any) -> None:
     if have >= wanted:
         return
     pools = {wf: _pool(ctx, wf, variants=12 if ctx.quick else 40) for wf in workflows(ctx)}
-    start, loaded = time.perf_counter(), 0
+    start, loaded, shown = time.perf_counter(), 0, 0.0
     first_chunk = have // CHUNK
-    for chunk in range(first_chunk, (wanted + CHUNK - 1) // CHUNK):
+    last_chunk = (wanted + CHUNK - 1) // CHUNK - 1
+    for chunk in range(first_chunk, last_chunk + 1):
         count = min(CHUNK, wanted - chunk * CHUNK)
         _load_chunk(ctx, pools, chunk, count)
         loaded += count
-        if chunk % 20 == 0:
+        # Progress at least every 10 s: a long load must not look like a hang.
+        if chunk == last_chunk or time.perf_counter() - shown > 10:
+            shown = time.perf_counter()
             rate = loaded / (time.perf_counter() - start)
             print(f"   loaded {chunk * CHUNK + count:,}/{wanted:,} executions ({rate:,.0f}/s)", file=sys.stderr,
                   flush=True)

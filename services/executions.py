@@ -28,7 +28,11 @@ WHERE (CAST(:workflow AS text) IS NULL OR s.workflow_id = :workflow)
 ORDER BY s.created_at DESC, s.execution_id DESC
 LIMIT :limit
 """
-PAYLOAD_JOIN = "JOIN executions e ON e.execution_id = s.execution_id AND e.created_at = s.created_at"
+# The GIN index answers the payload condition first (OFFSET 0 keeps the planner from walking the
+# time index and testing containment row by row, which is 100x slower at 10,000 executions).
+PAYLOAD_JOIN = ("JOIN (SELECT execution_id, created_at FROM executions "
+                "WHERE trigger_payload @> CAST(:contains AS jsonb) OFFSET 0) e "
+                "ON e.execution_id = s.execution_id AND e.created_at = s.created_at")
 
 
 def payload_filter(fields: dict[str, str]) -> dict[str, Any]:
@@ -54,7 +58,7 @@ def search(conn: Connection, *, workflow_id: str | None = None, status: str | No
     after = decode_cursor(cursor)
     contains = payload_filter(payload) if payload else None
     sql = SEARCH_SQL.format(join=PAYLOAD_JOIN if contains else "",
-                            payload="AND e.trigger_payload @> CAST(:contains AS jsonb)" if contains else "")
+                            payload="")
     rows = conn.execute(sa.text(sql), {
         "workflow": workflow_id, "status": status, "source": trigger_source, "since": since, "until": until,
         "after_at": after[0] if after else None, "after_id": after[1] if after else None,
