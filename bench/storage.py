@@ -9,9 +9,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from bench import packing
 from bench.dataset import STEP_NAMES
 from bench.runner import Context, Row
-from services import codec, fake_data, packing, payloads
+from services import codec, fake_data, payloads
 from services.objectstore import open_store
 from services.payloads import TRAIN_AFTER_SAMPLES, PayloadConfig
 
@@ -59,7 +60,7 @@ def run(ctx: Context) -> None:
         pspeeds = [_pack_speed(groups, dictionary) for _ in range(ctx.runs)]
         ctx.add(Row(f"variant {label} vs raw", "bytes", [raw_bytes], [packed], target=">= 6x smaller",
                     ratio_kind="baseline/product", higher_is_better=False, met=raw_bytes / packed >= 6,
-                    note=f"services/packing.py, level {codec.DEFAULT_LEVEL}, same dictionary; "
+                    note=f"bench/packing.py, level {codec.DEFAULT_LEVEL}, same dictionary; "
                          f"{statistics_median(pspeeds):.0f} MB/s one core; not the stored format"))
 
 
