@@ -48,7 +48,7 @@ candidates AS (
     AND (CAST(:until AS timestamptz) IS NULL OR st.created_at < :until)
     AND (CAST(:workflow AS text) IS NULL OR s.workflow_id = :workflow)
     AND (CAST(:status AS text) IS NULL OR s.status = :status)
-  ORDER BY st.created_at DESC
+  ORDER BY {phrase_first} st.created_at DESC
   LIMIT :candidates
 ),
 hits AS (
@@ -153,9 +153,12 @@ def _statement(q: str, *, workflow_id: str | None = None, status: str | None = N
     # Trigram matching needs three characters to narrow anything; shorter input is full-text only.
     # Trigrams are for identifiers that full-text splits badly (INV-2026-0042, a@b.c); plain words are
     # answered by the full-text index alone, without reading every candidate's text for ILIKE.
-    trigram = "OR st.search_text ILIKE :like" if len(query) >= MIN_TRIGRAM_CHARS and IDENTIFIER.search(query) \
-        else ""
-    sql = SEARCH_SQL.format(tsv=TSVECTOR, trigram=trigram)
+    identifier = len(query) >= MIN_TRIGRAM_CHARS and IDENTIFIER.search(query) is not None
+    trigram = "OR st.search_text ILIKE :like" if identifier else ""
+    # Substring matches of an identifier (C-123 inside C-12345) can be many; whole-token ones go first
+    # so the cut to CANDIDATES never drops the exact match.
+    phrase_first = f"({TSVECTOR} @@ phraseto_tsquery('simple', :q)) DESC," if identifier else ""
+    sql = SEARCH_SQL.format(tsv=TSVECTOR, trigram=trigram, phrase_first=phrase_first)
     params = {"q": query, "like": "%" + _like_escape(query) + "%", "word": _word_regex(query),
               "since": since, "until": until, "workflow": workflow_id, "status": status, "limit": limit,
               "options": HEADLINE_OPTIONS, "candidates": CANDIDATES}

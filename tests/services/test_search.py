@@ -84,6 +84,18 @@ def test_an_exact_identifier_ranks_before_longer_ids_and_mere_word_overlap(datab
     assert not any(h["exact"] for h in page["items"][1:])
 
 
+def test_an_exact_identifier_survives_hundreds_of_newer_substring_matches(database, cfg):
+    wf = _wf()
+    exact, steps = record_run(database, cfg, wf, [{"output": {"customer": {"id": "CUST-4242"}}}])
+    record_run(database, cfg, wf, [{"output": {"customer": {"id": f"CUST-4242{i:03d}"}}}
+                                   for i in range(search.CANDIDATES + 20)])
+
+    with database.reader() as conn:
+        page = search.search(conn, q="CUST-4242", workflow_id=wf)
+
+    assert page["items"][0]["step_id"] == steps[0] and page["items"][0]["exact"] is True
+
+
 def test_masked_values_are_never_searchable_because_masking_happens_before_extraction(database, cfg):
     wf = _wf()
     execution, steps = record_run(database, cfg, wf, [{
