@@ -54,15 +54,19 @@ def parse_uuid(value: str, what: str) -> UUID:
 
 def parse_time(args: Any, name: str) -> datetime | None:
     """An ISO 8601 timestamp query parameter (timezone required), or None."""
-    raw = args.get(name)
+    return parse_timestamp(args.get(name), name)
+
+
+def parse_timestamp(raw: str | None, label: str) -> datetime | None:
+    """An ISO 8601 timestamp with a timezone, or None when blank; label names it in the error."""
     if not raw:
         return None
     try:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
-        raise InvalidInput(f"{name} must be an ISO 8601 timestamp, got {raw!r}") from None
+        raise InvalidInput(f"{label} must be an ISO 8601 timestamp, got {raw!r}") from None
     if value.tzinfo is None:
-        raise InvalidInput(f"{name} must include a timezone (e.g. 2026-01-10T00:00:00Z)")
+        raise InvalidInput(f"{label} must include a timezone (e.g. 2026-01-10T00:00:00Z)")
     return value
 
 

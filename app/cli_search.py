@@ -2,26 +2,14 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 
 import click
 
 from app import api_search
+from app.api_common import parse_timestamp
 from app.runtime import Runtime, load_settings, start
 from services import opensearch, search
-from services.errors import ConfigurationError, InvalidInput
-
-
-def _time(value: str | None, name: str) -> datetime | None:
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(f"--{name} must be an ISO 8601 timestamp, got {value!r}") from None
-    if moment.tzinfo is None:
-        raise InvalidInput(f"--{name} must include a timezone (e.g. 2026-01-10T00:00:00Z)")
-    return moment
+from services.errors import ConfigurationError
 
 
 def _index(runtime: Runtime) -> opensearch.OpenSearchIndex:
@@ -51,8 +39,9 @@ def query_command(q: str, workflow_id: str | None, status: str | None, since: st
     runtime = start(load_settings(), migrate=False)
     try:
         with runtime.database.reader() as conn:
-            page = search.search(conn, q=q, workflow_id=workflow_id, status=status, since=_time(since, "since"),
-                                 until=_time(until, "until"), limit=limit)
+            page = search.search(conn, q=q, workflow_id=workflow_id, status=status,
+                                 since=parse_timestamp(since, "--since"), until=parse_timestamp(until, "--until"),
+                                 limit=limit)
     finally:
         runtime.close()
     if as_json:
@@ -70,7 +59,7 @@ def query_command(q: str, workflow_id: str | None, status: str | None, since: st
 @click.option("--since", help="Only steps recorded at or after this ISO 8601 time (default: everything).")
 def reindex_command(since: str | None) -> None:
     """Send every step to OpenSearch again (documents are overwritten by step id)."""
-    moment = _time(since, "since")
+    moment = parse_timestamp(since, "--since")
     runtime = start(load_settings(), migrate=False)
     try:
         index = _index(runtime)

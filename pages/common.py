@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from uuid import UUID
 
 from dash import html
-from flask import current_app
+from flask import current_app, request
 
 from components.cards import error_state
 from services.errors import FlowledgerError
@@ -20,8 +20,13 @@ log = logging.getLogger(__name__)
 STATUSES = ("completed", "failed", "timed_out", "cancelled", "running", "pending")
 EVENT_STATUSES = ("received", "routed", "processed", "failed", "dead_lettered", "rejected")
 TRIGGERS = ("webhook", "schedule", "manual")
-CURL = ("curl -X POST http://127.0.0.1:8050/api/v1/events/crm -H 'Content-Type: application/json' "
-        "-H 'X-Event-Type: deal.won' -d '{\"deal\": {\"id\": \"D-1001\"}, \"customer\": {\"id\": \"C-123\"}}'")
+CURL_BODY = "-d '{\"deal\": {\"id\": \"D-1001\"}, \"customer\": {\"id\": \"C-123\"}}'"
+
+
+def curl_example() -> str:
+    """A webhook to paste, addressed to the server this page was served from (not a fixed port)."""
+    return (f"curl -X POST {request.host_url}api/v1/events/crm -H 'Content-Type: application/json' "
+            f"-H 'X-Event-Type: deal.won' {CURL_BODY}")
 
 
 def payload_config() -> PayloadConfig:

@@ -9,7 +9,7 @@ from dash import Input, Output, callback, dcc, html
 from components import figures
 from components.cards import empty_state, kpi_card
 from components.format import format_duration, format_percent
-from pages.common import CURL, field, href, panel_errors, parse_time
+from pages.common import curl_example, field, href, panel_errors, parse_time
 from services import db, metrics
 
 dash.register_page(__name__, path="/", title="Overview · Flowledger", name="Overview")
@@ -44,7 +44,7 @@ def update_overview_content(period: str, since: str | None, until: str | None):
     if not data["kpis"]["executions"] and not data["kpis"]["events"]:
         return empty_state("Nothing recorded in this period",
                            "Send a webhook to start recording, or fill a demo ledger with `flowledger demo`.",
-                           code=CURL)
+                           code=curl_example())
     return html.Div([_kpis(data["kpis"]), _alert(data["crossings"]), _charts(data)])
 
 

@@ -55,9 +55,10 @@ def test_overview_for_a_custom_period_shows_the_failure_and_the_alert_banner(app
 
 
 def test_overview_of_an_empty_period_says_how_to_send_an_event(app, pages):
-    with app.test_request_context():
+    with app.test_request_context(base_url="http://ledger.internal:9000"):
         content = pages.overview.update_overview_content("custom", "1999-01-01T00:00", "1999-01-02T00:00")
-    assert "curl -X POST http://127.0.0.1:8050/api/v1/events/crm" in text_of(content)
+    # The copyable curl names the address the dashboard is served on, not a fixed port.
+    assert "curl -X POST http://ledger.internal:9000/api/v1/events/crm" in text_of(content)
 
 
 def test_the_executions_grid_filters_by_a_payload_field(app, pages, failed_run, database):

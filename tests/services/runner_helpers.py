@@ -11,6 +11,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from services import events, router, workflows
@@ -139,3 +140,11 @@ def audits_of(database, execution_id) -> list[dict[str, Any]]:
         return [dict(r) for r in conn.execute(sa.text(
             "SELECT event_type, metadata FROM execution_audit_events WHERE execution_id = :e "
             "ORDER BY \"timestamp\", id"), {"e": execution_id}).mappings()]
+
+
+@pytest.fixture
+def downstream():
+    """A loopback HTTP server standing in for the CRM and email systems."""
+    server = Downstream()
+    yield server
+    server.close()

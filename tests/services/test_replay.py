@@ -10,7 +10,6 @@ import sqlalchemy as sa
 from services import dlq, lineage, replay, replay_queue
 from services.runner import Runner
 from tests.services.runner_helpers import (
-    Downstream,
     event_status,
     ingest_and_route,
     save,
@@ -18,13 +17,6 @@ from tests.services.runner_helpers import (
     unique,
     wait_status,
 )
-
-
-@pytest.fixture
-def downstream():
-    server = Downstream()
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import sqlalchemy as sa
 from services import inspection, payloads, router
 from services.runner import Runner
 from tests.services.runner_helpers import (
-    Downstream,
     audits_of,
     save,
     status_of,
@@ -19,13 +18,6 @@ from tests.services.runner_helpers import (
     wait_for,
     wait_status,
 )
-
-
-@pytest.fixture
-def downstream():
-    server = Downstream()
-    yield server
-    server.close()
 
 
 @pytest.fixture

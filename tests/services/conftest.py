@@ -1,0 +1,2 @@
+"""Fixtures shared by the service tests."""
+from tests.services.runner_helpers import downstream  # noqa: F401  (the loopback CRM/email stand-in)
