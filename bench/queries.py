@@ -34,7 +34,7 @@ WHERE workflow_id = :w AND created_at >= :s AND created_at < :u ORDER BY created
 RAW_GRID = sa.text("SELECT execution_id, workflow_id, status, trigger_source, started_at, duration_ms, "
                    "error_message FROM execution_state ORDER BY started_at DESC NULLS LAST LIMIT 100")
 RAW_LOOKUP = sa.text("SELECT execution_id FROM executions WHERE trigger_payload @> CAST(:doc AS jsonb)")
-RAW_TEXT = sa.text("SELECT step_id FROM steps WHERE search_tsv "
+RAW_TEXT = sa.text("SELECT step_id FROM steps WHERE to_tsvector('simple'::regconfig, search_text) "
                    "@@ websearch_to_tsquery('simple', :q) LIMIT 20")
 RAW_FAILURE = sa.text("""
 SELECT workflow_id, date_trunc('hour', completed_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS hour, count(*),

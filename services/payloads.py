@@ -18,8 +18,8 @@ from services.errors import NotFound
 from services.masking import mask_payload
 from services.objectstore import ObjectStore
 from services.payload_policy import PayloadPolicy, reduce
+from services.text_extraction import search_text
 
-SEARCH_TEXT_LIMIT = 65536
 # Samples kept per workflow before a dictionary is trained; zstd wants ~100x the dictionary size.
 TRAIN_AFTER_SAMPLES = 400
 TRAIN_SAMPLE_BYTES = 4 * 1024 * 1024
@@ -133,26 +133,6 @@ def load_execution(conn: Connection, cfg: PayloadConfig, execution_id: UUID,
     for missing in (wanted or set()) - out.keys():
         out[missing] = load(conn, cfg, missing)
     return out
-
-
-def search_text(value: Any) -> str:
-    """The searchable words of a payload: every string and number leaf, after masking."""
-    parts: list[str] = []
-    size = 0
-    stack = [value]
-    while stack and size < SEARCH_TEXT_LIMIT:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(reversed(list(item.values())))
-        elif isinstance(item, list):
-            stack.extend(reversed(item))
-        elif isinstance(item, str) and item != "***":
-            parts.append(item)
-            size += len(item) + 1
-        elif isinstance(item, (int, float)) and not isinstance(item, bool):
-            parts.append(str(item))
-            size += 8
-    return " ".join(parts)[:SEARCH_TEXT_LIMIT]
 
 
 def _dictionary_for(conn: Connection, cfg: PayloadConfig, workflow_id: str, sample: bytes) -> int | None:

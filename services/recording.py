@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from services import payloads, tracing
+from services import payloads, text_extraction, tracing
 from services.errors import Conflict, InvalidInput, NotFound
 from services.payload_policy import PayloadPolicy, for_workflow, masking_for
 from services.payloads import PayloadConfig
@@ -235,7 +235,7 @@ def record_step(conn: Connection, cfg: PayloadConfig, *, execution_id: UUID, wor
          "wait": attempt.wait_ms, "in": ids["input"], "out": ids["output"], "err": attempt.error_message,
          "resp": attempt.response_status, "ext": attempt.external_request_id, "span": span_id,
          "parent": parent, "key": attempt.idempotency_key, "reused": attempt.reused_from_execution,
-         "text": " ".join(texts) or None})
+         "text": text_extraction.step_text(texts)})
     if attempt.idempotency_key and attempt.status == "completed" and attempt.reused_from_execution is None:
         conn.execute(sa.text(
             "INSERT INTO step_success_keys (idempotency_key, step_id, execution_id, output_payload_id) "

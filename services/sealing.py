@@ -45,7 +45,7 @@ TABLES = (
     SealedTable("execution_transitions", "execution_id::text || ':' || seq", "recorded_at",
                 "execution_id = CAST(split_part(:k, ':', 1) AS uuid) AND seq = CAST(split_part(:k, ':', 2) AS int)"),
     SealedTable("steps", "step_id::text", "created_at", "step_id = CAST(:k AS uuid)",
-                omit=("search_text", "search_tsv")),
+                omit=("search_text",)),
     SealedTable("payloads", "payload_id::text", "created_at", "payload_id = CAST(:k AS uuid)", omit=("data", "uri")),
     SealedTable("execution_audit_events", "id::text", '"timestamp"', "id = CAST(:k AS bigint)"),
     SealedTable("admin_audit_log", "id::text", "at", "id = CAST(:k AS bigint)"),

@@ -1,6 +1,6 @@
 """Free-text search for investigations: PostgreSQL full-text plus trigram matching over step text.
 
-`steps.search_text` is extracted from payloads after masking (services.payloads.search_text), so a
+`steps.search_text` is extracted from payloads after masking (services.text_extraction), so a
 masked value never reaches the index. Exact identifiers rank first, then full-text rank, then
 the newest step. Archived executions stay findable: their text stays on the steps row.
 """
@@ -22,8 +22,8 @@ from sqlalchemy import Connection
 from services import executions
 from services.errors import InvalidInput
 
-# The stored, indexed vector (migration 0013): ranking reads it instead of re-parsing each match's text.
-TSVECTOR = "st.search_tsv"
+# The indexed expression (migration 0014): written exactly as the GIN index is, so the planner uses it.
+TSVECTOR = "to_tsvector('simple'::regconfig, st.search_text)"
 MARK_START, MARK_STOP = "\u27e6", "\u27e7"
 HEADLINE_OPTIONS = f"StartSel={MARK_START}, StopSel={MARK_STOP}, MaxWords=30, MinWords=8, MaxFragments=2"
 SNIPPET_CONTEXT = 80
@@ -32,14 +32,15 @@ IDENTIFIER = re.compile(r"[0-9_@./:-]")
 MAX_QUERY_CHARS = 500
 
 # Matches are cut to the newest CANDIDATES before ranking: ranking every step that mentions a common
-# word (and reading its text for the exact check) cost seconds at 100,000 steps. "exact" checks the
-# stored vector first, so the whole-token regex only reads the text of phrase matches.
-CANDIDATES = 500
+# word (and reading its text for the exact check) cost seconds at 100,000 steps. The vector lives only
+# in the index, so ranking re-parses each candidate's text once; "exact" checks that vector first, so the
+# whole-token regex only reads the text of phrase matches.
+CANDIDATES = 300
 SEARCH_SQL = """
 WITH q AS (SELECT websearch_to_tsquery('simple', :q) AS tsq),
 candidates AS (
   SELECT st.step_id, st.execution_id, st.step_name, st.seq, st.attempt, st.status AS step_status,
-         st.created_at, st.search_text, st.search_tsv, s.workflow_id, s.status, s.archived_uri
+         st.created_at, st.search_text, s.workflow_id, s.status, s.archived_uri
   FROM steps st
   CROSS JOIN q
   JOIN execution_state s ON s.execution_id = st.execution_id
@@ -51,12 +52,15 @@ candidates AS (
   ORDER BY {phrase_first} st.created_at DESC
   LIMIT :candidates
 ),
+vectors AS (
+  SELECT c.*, to_tsvector('simple'::regconfig, c.search_text) AS v FROM candidates c
+),
 hits AS (
   SELECT c.step_id, c.execution_id, c.step_name, c.seq, c.attempt, c.step_status, c.created_at, c.search_text,
          c.workflow_id, c.status, c.archived_uri,
-         (c.search_tsv @@ phraseto_tsquery('simple', :q) AND c.search_text ~* :word) AS exact,
-         ts_rank_cd(c.search_tsv, q.tsq) AS rank
-  FROM candidates c CROSS JOIN q
+         (c.v @@ phraseto_tsquery('simple', :q) AND c.search_text ~* :word) AS exact,
+         ts_rank_cd(c.v, q.tsq) AS rank
+  FROM vectors c CROSS JOIN q
   ORDER BY exact DESC, rank DESC, c.created_at DESC, c.step_id
   LIMIT :limit
 )

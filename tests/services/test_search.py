@@ -255,7 +255,7 @@ def test_at_200000_executions_field_lookups_and_free_text_use_their_gin_indexes(
         masked = search.search(conn, q=SECRET_PASSWORD)["items"]
         gin_payload = _partition_indexes(conn, "executions_trigger_payload_gin")
         gin_events = _partition_indexes(conn, "events_payload_gin")
-        gin_text = _partition_indexes(conn, "steps_search_tsv") | _partition_indexes(conn, "steps_search_trgm")
+        gin_text = _partition_indexes(conn, "steps_search_fts") | _partition_indexes(conn, "steps_search_trgm")
 
     assert len(truth) == 4 and found == truth
     assert "Bitmap Index Scan" in lookup_plan and any(name in lookup_plan for name in gin_payload), lookup_plan
