@@ -17,8 +17,6 @@ from services import alerting, jobs, maintenance, notify, reports, retention, ro
 
 log = logging.getLogger(__name__)
 
-LEADER_POLL_SECONDS = 10
-
 
 @dataclass(frozen=True)
 class JobSpec:
@@ -112,10 +110,34 @@ JOBS: dict[str, JobSpec] = {
 }
 
 
+# Interval triggers count from this instant, not from process start, so every process fires at the
+# same epoch-aligned slot boundaries that `jobs.slot_for` computes. Anchored at process start, a fire
+# a few milliseconds late could land in the next slot (that slot then "already ran", this one is lost).
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def job_spec(runtime: Runtime, name: str) -> JobSpec:
+    """A job's spec with FLOWLEDGER_SCHEDULER_JOB_INTERVALS applied (a shorter or longer fixed interval)."""
+    spec = JOBS[name]
+    seconds = runtime.settings.scheduler_job_intervals.get(name)
+    if seconds is None:
+        return spec
+    if seconds < 1:
+        raise ValueError(f"FLOWLEDGER_SCHEDULER_JOB_INTERVALS: {name} must be at least 1 second")
+    return JobSpec({"trigger": "interval", "seconds": seconds}, timedelta(seconds=seconds), spec.run)
+
+
+def _trigger_args(spec: JobSpec) -> dict[str, Any]:
+    # A fire up to one slot late (a busy machine, a long GC) still belongs to its own slot: run it rather
+    # than drop it as misfired (APScheduler's default grace is 1 s, which would lose the slot).
+    args = {"misfire_grace_time": int(spec.granularity.total_seconds()), **spec.trigger}
+    return {"start_date": EPOCH, **args} if spec.trigger["trigger"] == "interval" else args
+
+
 def run_named(runtime: Runtime, name: str, *, now: datetime | None = None,
               slot: datetime | None = None) -> jobs.JobOutcome:
     """Run one job through the runner (lock + one run per slot); the CLI and the scheduler both come here."""
-    spec = JOBS[name]
+    spec = job_spec(runtime, name)
     now = now or datetime.now(UTC)
     return jobs.run_job(runtime.database, name, lambda: spec.run(runtime, now),
                         slot=slot or jobs.slot_for(now, spec.granularity))
@@ -133,8 +155,8 @@ def init_app(server: Flask, runtime: Runtime) -> BackgroundScheduler:
     """Start the background scheduler with every job; only the process holding the leader lock runs them."""
     scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
     database = runtime.database
-    scheduler.add_job(lambda: maintenance.ensure_partitions(database), "interval", hours=6,
-                      id="partitions", next_run_time=None)
+    # No next_run_time here: APScheduler 3 reads an explicit None as "add paused", which never ran this job.
+    scheduler.add_job(lambda: maintenance.ensure_partitions(database), "interval", hours=6, id="partitions")
     scheduler.add_job(lambda: rollups.run_refresh(database), "interval", minutes=1, id="rollups")
     from app.auth import seal_job  # the hourly tamper-evidence seal (issue 8)
     scheduler.add_job(seal_job(runtime), "interval", id="seal",
@@ -143,14 +165,19 @@ def init_app(server: Flask, runtime: Runtime) -> BackgroundScheduler:
         from app.api_search import index_pending_job
         scheduler.add_job(index_pending_job(runtime), "interval", id="search-outbox",
                           seconds=runtime.settings.opensearch_index_interval_seconds)
-    for name, spec in JOBS.items():
-        scheduler.add_job(lambda name=name: run_named(runtime, name), id=f"job-{name}", **spec.trigger)
+    unknown = set(runtime.settings.scheduler_job_intervals) - set(JOBS)
+    if unknown:
+        log.warning("FLOWLEDGER_SCHEDULER_JOB_INTERVALS names unknown jobs: %s", ", ".join(sorted(unknown)))
+    for name in JOBS:
+        scheduler.add_job(lambda name=name: run_named(runtime, name), id=f"job-{name}",
+                          **_trigger_args(job_spec(runtime, name)))
     leader = jobs.Leader(database)
     for job in scheduler.get_jobs():
         job.modify(func=_leader_only(leader, job.func))
     scheduler.start()
     stop = threading.Event()
-    thread = threading.Thread(target=_lead, args=(leader, stop), name="flowledger-leader", daemon=True)
+    thread = threading.Thread(target=_lead, args=(leader, stop, runtime.settings.scheduler_leader_poll_seconds),
+                              name="flowledger-leader", daemon=True)
     thread.start()
     server.extensions["scheduler"] = scheduler
     server.extensions["scheduler_leader"] = leader
@@ -165,11 +192,11 @@ def init_app(server: Flask, runtime: Runtime) -> BackgroundScheduler:
     return scheduler
 
 
-def _lead(leader: jobs.Leader, stop: threading.Event) -> None:
+def _lead(leader: jobs.Leader, stop: threading.Event, every: float) -> None:
     """Keep trying to become (or stay) the leader; a dead leader's lock frees itself with its connection."""
     while not stop.is_set():
         try:
             leader.poll()
         except Exception:  # the database may be restarting; try again next round
             log.exception("leader election poll failed")
-        stop.wait(LEADER_POLL_SECONDS)
+        stop.wait(every)

@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     replay_workers: int = Field(default=4, ge=1, le=64)
     replay_lease_seconds: float = Field(default=300.0, gt=0)
     scheduler_enabled: bool = True
+    scheduler_leader_poll_seconds: float = Field(default=10.0, gt=0)  # how fast a standby takes over a dead leader
+    scheduler_job_intervals: dict[str, int] = Field(default_factory=dict)  # job -> seconds, replaces its trigger
     hot_days: int = Field(default=90, ge=1)
     glacier_days: int = Field(default=365, ge=1)
     audit_retention_days: int = Field(default=30, ge=1)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import threading
 import zlib
@@ -66,11 +67,16 @@ def run_job(database: Database, job: str, fn: Callable[[], dict[str, Any] | None
             lock_conn.commit()
 
 
+def runner_id() -> str:
+    """Who ran a slot, as recorded in job_runs.host: hostname and process id (replicas often share a host)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def _run_slot(database: Database, job: str, fn: Callable[[], dict[str, Any] | None], slot: datetime) -> JobOutcome:
     with database.writer() as conn:
         run_id = conn.execute(sa.text(
             "INSERT INTO job_runs (job, slot, host) VALUES (:j, :s, :h) ON CONFLICT (job, slot) DO NOTHING "
-            "RETURNING id"), {"j": job, "s": slot, "h": socket.gethostname()}).scalar()
+            "RETURNING id"), {"j": job, "s": slot, "h": runner_id()}).scalar()
     if run_id is None:
         return JobOutcome(job, slot, False, "already-ran", {})
     status, detail = "succeeded", {}

@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from app.scheduler import JOBS, run_named
+from app.scheduler import JOBS, job_spec, run_named
 from tests.services.runner_helpers import save, unique, wait_status
 
 
@@ -24,3 +24,42 @@ def test_the_schedules_job_starts_a_due_workflow_once_per_slot(runtime, database
                             {"w": workflow_id}).all()
     assert len(rows) == 1 and rows[0].trigger_source == "schedule"
     assert wait_status(database, rows[0].execution_id) == "completed"
+
+
+def test_job_intervals_from_settings_replace_a_jobs_trigger_and_its_slot(runtime, database):
+    from app.runtime import Runtime
+    from services import jobs
+
+    short = Runtime(settings=runtime.settings.model_copy(update={"scheduler_job_intervals": {"weekly-report": 5}}),
+                    database=database)
+    now = datetime(2033, 1, 2, 3, 4, 7, tzinfo=UTC)
+    spec = job_spec(short, "weekly-report")
+
+    assert spec.trigger == {"trigger": "interval", "seconds": 5} and spec.granularity.total_seconds() == 5
+    assert job_spec(runtime, "weekly-report") is JOBS["weekly-report"]
+    outcome = run_named(short, "weekly-report", now=now)
+    assert outcome.slot == datetime(2033, 1, 2, 3, 4, 5, tzinfo=UTC)
+    with database.reader() as conn:
+        hosts = {r["host"] for r in jobs.runs_of(conn, "weekly-report") if r["slot"] == outcome.slot}
+    assert hosts == {jobs.runner_id()}
+
+
+def test_the_scheduler_fires_interval_jobs_on_slot_boundaries_and_keeps_partitions_scheduled(runtime, database):
+    from flask import Flask
+
+    from app import scheduler as wiring
+    from app.runtime import Runtime
+
+    short = Runtime(settings=runtime.settings.model_copy(update={"scheduler_job_intervals": {"alerting": 7}}),
+                    database=database)
+    server = Flask("scheduler-test")
+    scheduler = wiring.init_app(server, short)
+    try:
+        fires = {job.id: job.next_run_time for job in scheduler.get_jobs()}
+    finally:
+        server.extensions["scheduler_shutdown"]()
+
+    # Every process computes the same boundaries as jobs.slot_for, whenever it started.
+    for job_id, seconds in (("job-alerting", 7), ("job-delivery", 30), ("job-schedules", 30)):
+        assert int(fires[job_id].timestamp()) % seconds == 0 and fires[job_id].microsecond == 0, job_id
+    assert fires["partitions"] is not None, "an explicit next_run_time=None adds the job paused"
