@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
 from flask import Flask
 
 from app.runtime import Runtime
@@ -120,11 +122,32 @@ def job_spec(runtime: Runtime, name: str) -> JobSpec:
     """A job's spec with FLOWLEDGER_SCHEDULER_JOB_INTERVALS applied (a shorter or longer fixed interval)."""
     spec = JOBS[name]
     seconds = runtime.settings.scheduler_job_intervals.get(name)
+    if seconds is None and name == "weekly-report":
+        # The operators' own schedule (FLOWLEDGER_REPORT_CRON); a slot is still one day, so a
+        # schedule firing more than once a day sends one report per day.
+        return JobSpec({"trigger": crontab(runtime.settings.report_cron)}, spec.granularity, spec.run)
     if seconds is None:
         return spec
     if seconds < 1:
         raise ValueError(f"FLOWLEDGER_SCHEDULER_JOB_INTERVALS: {name} must be at least 1 second")
     return JobSpec({"trigger": "interval", "seconds": seconds}, timedelta(seconds=seconds), spec.run)
+
+
+DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def crontab(expression: str) -> CronTrigger:
+    """A trigger for a standard 5-field crontab line, in UTC.
+
+    APScheduler 3 counts days of the week from Monday = 0, while crontab counts from Sunday = 0 (or 7):
+    its from_crontab would run "0 7 * * 1" on Tuesdays. Day numbers are turned into names first.
+    """
+    fields = expression.split()
+    if len(fields) != 5:
+        raise ValueError(f"expected 5 fields (minute hour day month weekday), got {len(fields)}")
+    fields[4] = re.sub(r"(?<![/\d])([0-7])(?!\d)", lambda m: DAY_NAMES[int(m.group(1))], fields[4])
+    minute, hour, day, month, day_of_week = fields
+    return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=day_of_week, timezone=UTC)
 
 
 def _trigger_args(spec: JobSpec) -> dict[str, Any]:

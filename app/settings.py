@@ -90,6 +90,17 @@ class Settings(BaseSettings):
     seal_interval_minutes: int = Field(default=60, ge=1)
     seal_lock_days: int = Field(default=2555, ge=0)  # Object Lock retention of published seals; 0 = none
 
+    @field_validator("report_cron")
+    @classmethod
+    def _crontab(cls, value: str) -> str:
+        from app.scheduler import crontab
+
+        try:
+            crontab(value)
+        except ValueError as exc:
+            raise ValueError(f"not a 5-field crontab expression ({exc})") from exc
+        return value
+
     @field_validator("data_dir")
     @classmethod
     def _expand(cls, value: Path) -> Path:

@@ -1,6 +1,7 @@
 """The scheduler's schedule job starts cron-triggered workflows once per slot, through the job runner."""
 from datetime import UTC, datetime
 
+import pytest
 import sqlalchemy as sa
 
 from app.scheduler import JOBS, job_spec, run_named
@@ -36,7 +37,9 @@ def test_job_intervals_from_settings_replace_a_jobs_trigger_and_its_slot(runtime
     spec = job_spec(short, "weekly-report")
 
     assert spec.trigger == {"trigger": "interval", "seconds": 5} and spec.granularity.total_seconds() == 5
-    assert job_spec(runtime, "weekly-report") is JOBS["weekly-report"]
+    default = job_spec(runtime, "weekly-report").trigger["trigger"]
+    assert default.get_next_fire_time(None, datetime(2026, 11, 22, tzinfo=UTC)) == datetime(2026, 11, 23, 7,
+                                                                                             tzinfo=UTC)  # Monday
     outcome = run_named(short, "weekly-report", now=now)
     assert outcome.slot == datetime(2033, 1, 2, 3, 4, 5, tzinfo=UTC)
     with database.reader() as conn:
@@ -63,3 +66,33 @@ def test_the_scheduler_fires_interval_jobs_on_slot_boundaries_and_keeps_partitio
     for job_id, seconds in (("job-alerting", 7), ("job-delivery", 30), ("job-schedules", 30)):
         assert int(fires[job_id].timestamp()) % seconds == 0 and fires[job_id].microsecond == 0, job_id
     assert fires["partitions"] is not None, "an explicit next_run_time=None adds the job paused"
+
+
+def test_the_weekly_report_follows_the_configured_cron(settings):
+    from app.runtime import Runtime
+
+    custom = settings.model_copy(update={"report_cron": "30 6 * * 5"})
+    spec = job_spec(Runtime(settings=custom, database=None), "weekly-report")
+    trigger = spec.trigger["trigger"]
+    fire = trigger.get_next_fire_time(None, datetime(2026, 11, 22, tzinfo=UTC))
+
+    assert fire == datetime(2026, 11, 27, 6, 30, tzinfo=UTC)  # the next Friday, 06:30 UTC
+
+
+def test_crontab_weekdays_count_from_sunday_as_cron_does():
+    from app.scheduler import crontab
+
+    start = datetime(2026, 11, 22, tzinfo=UTC)  # a Sunday
+    assert crontab("0 7 * * 0").get_next_fire_time(None, start) == datetime(2026, 11, 22, 7, tzinfo=UTC)
+    assert crontab("0 7 * * 7").get_next_fire_time(None, start) == datetime(2026, 11, 22, 7, tzinfo=UTC)
+    assert crontab("0 7 * * 1-5").get_next_fire_time(None, start) == datetime(2026, 11, 23, 7, tzinfo=UTC)
+    assert crontab("0 7 * * sat").get_next_fire_time(None, start) == datetime(2026, 11, 28, 7, tzinfo=UTC)
+
+
+def test_a_bad_report_cron_is_refused_with_a_clear_message():
+    import pydantic
+
+    from app.settings import Settings
+
+    with pytest.raises(pydantic.ValidationError, match="crontab"):
+        Settings(report_cron="every monday")
