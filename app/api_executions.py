@@ -31,11 +31,11 @@ def report_executions() -> Response:
     reports = reporting.parse_reports(parsed)
     try:
         with rt.database.writer() as conn:
-            records = [reporting.report_execution(conn, rt.payloads, report) for report in reports]
+            records = reporting.report_executions(conn, rt.payloads, reports)
     except IntegrityError:
         # A concurrent request recorded the same execution id first: the retry sees it as existing.
         with rt.database.writer() as conn:
-            records = [reporting.report_execution(conn, rt.payloads, report) for report in reports]
+            records = reporting.report_executions(conn, rt.payloads, reports)
     return jsonify(executions=[{"execution_id": r.execution_id, "trace_id": r.trace_id, "created": r.created}
                                for r in records]), 201
 

@@ -59,12 +59,37 @@ def mask(cfg: PayloadConfig, value: Any, *, extra_keys: tuple[str, ...] = (),
     return mask_payload(value, keys=cfg.masking_keys + extra_keys, paths=cfg.masking_paths + extra_paths)
 
 
+PAYLOAD_COLUMNS = ("payload_id", "execution_id", "step_id", "kind", "codec", "dict_id", "size_bytes",
+                   "stored_bytes", "sha256", "data", "uri", "policy")
+INSERT_PAYLOAD = sa.text(f"INSERT INTO payloads ({', '.join(PAYLOAD_COLUMNS)}) "
+                         f"VALUES ({', '.join(':' + c for c in PAYLOAD_COLUMNS)})")
+
+
+@dataclass(frozen=True)
+class PreparedPayload:
+    """A payload ready to insert: its payloads row (keyed by column) and the ref store() returns."""
+
+    row: dict[str, Any]
+    ref: PayloadRef
+
+
 def store(conn: Connection, cfg: PayloadConfig, *, execution_id: UUID, kind: str, value: Any,
           workflow_id: str, step_id: UUID | None = None, masked: bool = False,
           policy: PayloadPolicy | None = None,
           masking: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())) -> PayloadRef:
     """Mask (unless already masked; masking adds the workflow's own keys and paths), apply the payload
     policy, compress and insert; offload when large."""
+    prepared = prepare(conn, cfg, execution_id=execution_id, kind=kind, value=value, workflow_id=workflow_id,
+                       step_id=step_id, masked=masked, policy=policy, masking=masking)
+    conn.execute(INSERT_PAYLOAD, prepared.row)
+    return prepared.ref
+
+
+def prepare(conn: Connection, cfg: PayloadConfig, *, execution_id: UUID, kind: str, value: Any,
+            workflow_id: str, step_id: UUID | None = None, masked: bool = False,
+            policy: PayloadPolicy | None = None,
+            masking: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())) -> PreparedPayload:
+    """Everything store() does except the INSERT (offloading included), so batches can insert many rows at once."""
     clean = value if masked else mask(cfg, value, extra_keys=masking[0], extra_paths=masking[1])
     original = codec.canonical_json(clean)
     mode = (policy or cfg.default_policy).applied(len(original))
@@ -76,17 +101,14 @@ def store(conn: Connection, cfg: PayloadConfig, *, execution_id: UUID, kind: str
     uri = None
     if len(raw) > cfg.inline_max_bytes:
         uri = cfg.store.put(f"payloads/{execution_id}/{payload_id}.zst", blob)
-    conn.execute(sa.text(
-        "INSERT INTO payloads (payload_id, execution_id, step_id, kind, codec, dict_id, size_bytes, "
-        "stored_bytes, sha256, data, uri, policy) VALUES (:pid, :eid, :sid, :kind, :codec, :dict, :size, "
-        ":stored, :sha, :data, :uri, :policy)"),
-        {"pid": payload_id, "eid": execution_id, "sid": step_id, "kind": kind,
-         "codec": "zstd-dict" if dictionary else "zstd", "dict": dict_id if dictionary else None,
-         "size": len(original), "stored": len(blob), "sha": codec.sha256_hex(original),
-         "data": None if uri else blob, "uri": uri, "policy": mode})
+    sha = codec.sha256_hex(original)
+    row = {"payload_id": payload_id, "execution_id": execution_id, "step_id": step_id, "kind": kind,
+           "codec": "zstd-dict" if dictionary else "zstd", "dict_id": dict_id if dictionary else None,
+           "size_bytes": len(original), "stored_bytes": len(blob), "sha256": sha,
+           "data": None if uri else blob, "uri": uri, "policy": mode}
     # What a policy drops is never indexed either: only fully kept payloads feed search.
     text = search_text(clean) if mode == "full" else ""
-    return PayloadRef(payload_id, len(original), codec.sha256_hex(original), uri is None, uri, text)
+    return PreparedPayload(row, PayloadRef(payload_id, len(original), sha, uri is None, uri, text))
 
 
 def load_raw(conn: Connection, cfg: PayloadConfig, payload_id: UUID) -> bytes:

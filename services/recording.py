@@ -100,35 +100,83 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+EXECUTION_COLUMNS = ("execution_id", "workflow_id", "workflow_version", "event_id", "trigger_source",
+                     "trigger_payload", "trigger_payload_id", "trace_id", "root_span_id", "parent_span_id",
+                     "replay_of", "replay_id", "engine", "payload_policy", "started_at")
+INSERT_EXECUTION = sa.text(
+    f"INSERT INTO executions ({', '.join(EXECUTION_COLUMNS)}) VALUES ("
+    + ", ".join("CAST(:trigger_payload AS jsonb)" if c == "trigger_payload" else ":" + c for c in EXECUTION_COLUMNS)
+    + ")")
+STEP_COLUMNS = ("step_id", "execution_id", "seq", "step_name", "step_type", "attempt", "status", "started_at",
+                "completed_at", "duration_ms", "wait_ms", "input_payload_id", "output_payload_id", "error_message",
+                "response_status", "external_request_id", "span_id", "parent_span_id", "idempotency_key",
+                "reused_from_execution", "search_text")
+INSERT_STEP = sa.text(f"INSERT INTO steps ({', '.join(STEP_COLUMNS)}) "
+                      f"VALUES ({', '.join(':' + c for c in STEP_COLUMNS)})")
+INSERT_AUDIT = sa.text("INSERT INTO execution_audit_events (execution_id, event_type, metadata) "
+                       "VALUES (:execution_id, :event_type, CAST(:metadata AS jsonb))")
+INSERT_LOG = sa.text("INSERT INTO execution_logs (execution_id, step_id, \"timestamp\", level, message) "
+                     "VALUES (:execution_id, :step_id, COALESCE(:at, now()), :level, :message)")
+
+
+@dataclass(frozen=True)
+class PlannedExecution:
+    """A new execution's executions row (keyed by column) and its trigger payload rows, not yet inserted."""
+
+    row: dict[str, Any]
+    payloads: tuple[payloads.PreparedPayload, ...]
+    record: ExecutionRecord
+
+
+@dataclass(frozen=True)
+class PreparedStep:
+    """A step attempt's steps row (keyed by column) and its masked, compressed payload rows, not yet inserted."""
+
+    row: dict[str, Any]
+    payloads: tuple[payloads.PreparedPayload, ...]
+    record: StepRecord
+
+
 def create_execution(conn: Connection, cfg: PayloadConfig, new: NewExecution) -> ExecutionRecord:
     """Insert an execution (state pending) and its CREATED audit event; re-sent ids are returned as-is."""
     if new.trigger_source not in TRIGGER_SOURCES:
         raise InvalidInput(f"trigger_source must be one of {', '.join(TRIGGER_SOURCES)}")
     execution_id = new.execution_id or uuid.uuid4()
-    existing = _existing(conn, execution_id)
-    if existing:
-        return existing
-    trace_id = new.parent.trace_id if new.parent else new_trace_id()
-    root_span = new_span_id()
+    known = _existing(conn, execution_id)
+    if known:
+        return known
     policy = new.payload_policy or for_workflow(conn, workflow_id=new.workflow_id, version=new.workflow_version,
                                                 default=cfg.default_policy)
     masking = masking_for(conn, workflow_id=new.workflow_id, version=new.workflow_version)
-    trigger, trigger_payload_id = _trigger_payload(conn, cfg, new, execution_id, policy, masking)
-    conn.execute(sa.text(
-        "INSERT INTO executions (execution_id, workflow_id, workflow_version, event_id, trigger_source, "
-        "trigger_payload, trigger_payload_id, trace_id, root_span_id, parent_span_id, replay_of, replay_id, "
-        "engine, payload_policy, started_at) VALUES (:id, :wf, :ver, :ev, :src, CAST(:payload AS jsonb), "
-        ":pid, :trace, :root, :parent, :replay_of, :replay_id, :engine, :policy, :started)"),
-        {"id": execution_id, "wf": new.workflow_id, "ver": new.workflow_version, "ev": new.event_id,
-         "src": new.trigger_source, "payload": trigger, "pid": trigger_payload_id, "trace": trace_id,
-         "root": root_span, "parent": new.parent.span_id if new.parent else None, "replay_of": new.replay_of,
-         "replay_id": new.replay_id, "engine": new.engine, "policy": policy.encode(),
-         "started": new.started_at})
+    planned = plan_execution(conn, cfg, new, execution_id=execution_id, policy=policy, masking=masking)
+    for prepared in planned.payloads:
+        conn.execute(payloads.INSERT_PAYLOAD, prepared.row)
+    conn.execute(INSERT_EXECUTION, planned.row)
     record_audit(conn, execution_id=execution_id, event_type="CREATED", at=new.started_at,
-                 metadata={"workflow_id": new.workflow_id, "workflow_version": new.workflow_version,
-                           "trigger_type": new.trigger_source, "event_id": _str(new.event_id),
-                           "replay_of": _str(new.replay_of)})
-    return ExecutionRecord(execution_id, trace_id, root_span, policy=policy, masking=masking)
+                 metadata=created_metadata(new))
+    return planned.record
+
+
+def plan_execution(conn: Connection, cfg: PayloadConfig, new: NewExecution, *, execution_id: UUID,
+                   policy: PayloadPolicy, masking: tuple[tuple[str, ...], tuple[str, ...]]) -> PlannedExecution:
+    """The row of a new execution: its trace ids (continuing new.parent) and masked trigger payload."""
+    trace_id = new.parent.trace_id if new.parent else new_trace_id()
+    root_span = new_span_id()
+    trigger, prepared = _trigger_payload(conn, cfg, new, execution_id, policy, masking)
+    row = {"execution_id": execution_id, "workflow_id": new.workflow_id, "workflow_version": new.workflow_version,
+           "event_id": new.event_id, "trigger_source": new.trigger_source, "trigger_payload": trigger,
+           "trigger_payload_id": prepared.ref.payload_id if prepared else None, "trace_id": trace_id,
+           "root_span_id": root_span, "parent_span_id": new.parent.span_id if new.parent else None,
+           "replay_of": new.replay_of, "replay_id": new.replay_id, "engine": new.engine,
+           "payload_policy": policy.encode(), "started_at": new.started_at}
+    record = ExecutionRecord(execution_id, trace_id, root_span, policy=policy, masking=masking)
+    return PlannedExecution(row, (prepared,) if prepared else (), record)
+
+
+def created_metadata(new: NewExecution) -> dict[str, Any]:
+    """The CREATED audit event's metadata."""
+    return {"workflow_id": new.workflow_id, "workflow_version": new.workflow_version,
+            "trigger_type": new.trigger_source, "event_id": _str(new.event_id), "replay_of": _str(new.replay_of)}
 
 
 def transition(conn: Connection, *, execution_id: UUID, status: str, at: datetime | None = None,
@@ -143,9 +191,7 @@ def transition(conn: Connection, *, execution_id: UUID, status: str, at: datetim
         raise NotFound(f"execution {execution_id} not found")
     if current.status in TERMINAL:
         raise Conflict(f"execution {execution_id} already ended as {current.status}")
-    detail = dict(detail or {})
-    if status in TERMINAL and "duration_ms" not in detail and current.started_at is not None:
-        detail["duration_ms"] = max(0, int((at - current.started_at).total_seconds() * 1000))
+    detail = outcome_detail(status, at=at, started_at=current.started_at, detail=detail)
     try:
         seq = conn.execute(sa.text(
             "INSERT INTO execution_transitions (execution_id, seq, status, at, reason, error_message, "
@@ -155,14 +201,33 @@ def transition(conn: Connection, *, execution_id: UUID, status: str, at: datetim
              "step": failed_step, "detail": _json(detail)}).scalar_one()
     except sa.exc.IntegrityError:
         raise Conflict(f"execution {execution_id} changed concurrently or already ended") from None
-    record_audit(conn, execution_id=execution_id, event_type="STATE_CHANGE", at=at,
-                 metadata={"from_state": current.status, "to_state": status, "reason": reason})
-    if status in AUDIT_FOR_STATUS:
-        record_audit(conn, execution_id=execution_id, event_type=AUDIT_FOR_STATUS[status], at=at,
-                     metadata={**_terminal_metadata(status, detail, error_message, failed_step), **(audit or {})})
+    for event_type, metadata in transition_audits(from_status=current.status, status=status, reason=reason,
+                                                  detail=detail, error_message=error_message,
+                                                  failed_step=failed_step, audit=audit):
+        record_audit(conn, execution_id=execution_id, event_type=event_type, at=at, metadata=metadata)
     if tracing.export_enabled():
         tracing.enqueue_export(conn, execution_id=execution_id, status=status)
     return seq
+
+
+def outcome_detail(status: str, *, at: datetime, started_at: datetime | None,
+                   detail: dict[str, Any] | None) -> dict[str, Any]:
+    """A transition's detail; an ending one gets its duration from the start unless it brings its own."""
+    detail = dict(detail or {})
+    if status in TERMINAL and "duration_ms" not in detail and started_at is not None:
+        detail["duration_ms"] = max(0, int((at - started_at).total_seconds() * 1000))
+    return detail
+
+
+def transition_audits(*, from_status: str, status: str, reason: str | None, detail: dict[str, Any],
+                      error_message: str | None, failed_step: str | None,
+                      audit: dict[str, Any] | None) -> list[tuple[str, dict[str, Any]]]:
+    """The audit events (type, metadata) a transition writes: STATE_CHANGE plus STARTED/COMPLETED/..."""
+    events = [("STATE_CHANGE", {"from_state": from_status, "to_state": status, "reason": reason})]
+    if status in AUDIT_FOR_STATUS:
+        events.append((AUDIT_FOR_STATUS[status],
+                       {**_terminal_metadata(status, detail, error_message, failed_step), **(audit or {})}))
+    return events
 
 
 def start_execution(conn: Connection, *, execution_id: UUID, at: datetime | None = None) -> int:
@@ -206,51 +271,60 @@ def record_step(conn: Connection, cfg: PayloadConfig, *, execution_id: UUID, wor
     policy and masking are the execution's payload rules when the caller already knows them (saves a query).
     """
     _validate_step(attempt)
-    step_id = attempt.step_id or uuid.uuid4()
-    span_id = attempt.span_id or new_span_id()
     parent = attempt.parent_span_id or _predecessor_span(conn, execution_id)
-    texts: list[str] = []
-    ids: dict[str, UUID | None] = {"input": None, "output": None}
     if policy is None or masking is None:
         policy, masking = _execution_rules(conn, execution_id)
-    for kind, value in (("input", attempt.input), ("output", attempt.output)):
-        if value is not NO_PAYLOAD:
-            ref = payloads.store(conn, cfg, execution_id=execution_id, kind=kind, value=value,
-                                 workflow_id=workflow_id, step_id=step_id, policy=policy, masking=masking)
-            ids[kind] = ref.payload_id
-            texts.append(ref.search_text)
-    if attempt.error_message:
-        texts.append(attempt.error_message)
-    duration = _duration_ms(attempt.started_at, attempt.completed_at)
-    conn.execute(sa.text(
-        "INSERT INTO steps (step_id, execution_id, seq, step_name, step_type, attempt, status, started_at, "
-        "completed_at, duration_ms, wait_ms, input_payload_id, output_payload_id, error_message, "
-        "response_status, external_request_id, span_id, parent_span_id, idempotency_key, "
-        "reused_from_execution, search_text) VALUES (:id, :e, :seq, :name, :type, :attempt, :status, "
-        ":started, :completed, :duration, :wait, :in, :out, :err, :resp, :ext, :span, :parent, :key, "
-        ":reused, :text)"),
-        {"id": step_id, "e": execution_id, "seq": attempt.seq, "name": attempt.step_name,
-         "type": attempt.step_type, "attempt": attempt.attempt, "status": attempt.status,
-         "started": attempt.started_at, "completed": attempt.completed_at, "duration": duration,
-         "wait": attempt.wait_ms, "in": ids["input"], "out": ids["output"], "err": attempt.error_message,
-         "resp": attempt.response_status, "ext": attempt.external_request_id, "span": span_id,
-         "parent": parent, "key": attempt.idempotency_key, "reused": attempt.reused_from_execution,
-         "text": text_extraction.step_text(texts)})
+    step = prepare_step(conn, cfg, execution_id=execution_id, workflow_id=workflow_id, attempt=attempt,
+                        parent_span_id=parent, policy=policy, masking=masking)
+    for prepared in step.payloads:
+        conn.execute(payloads.INSERT_PAYLOAD, prepared.row)
+    conn.execute(INSERT_STEP, step.row)
     if attempt.idempotency_key and attempt.status == "completed" and attempt.reused_from_execution is None:
         conn.execute(sa.text(
             "INSERT INTO step_success_keys (idempotency_key, step_id, execution_id, output_payload_id) "
             "VALUES (:k, :s, :e, :o) ON CONFLICT (idempotency_key) DO NOTHING"),
-            {"k": attempt.idempotency_key, "s": step_id, "e": execution_id, "o": ids["output"]})
-    return StepRecord(step_id, span_id, parent, ids["input"], ids["output"])
+            {"k": attempt.idempotency_key, "s": step.record.step_id, "e": execution_id,
+             "o": step.record.output_payload_id})
+    return step.record
+
+
+def prepare_step(conn: Connection, cfg: PayloadConfig, *, execution_id: UUID, workflow_id: str,
+                 attempt: StepAttempt, parent_span_id: str | None, policy: PayloadPolicy,
+                 masking: tuple[tuple[str, ...], tuple[str, ...]]) -> PreparedStep:
+    """Validate a step attempt and build its rows; conn is only read (workflow dictionaries), never written."""
+    _validate_step(attempt)
+    step_id = attempt.step_id or uuid.uuid4()
+    span_id = attempt.span_id or new_span_id()
+    texts: list[str] = []
+    prepared: list[payloads.PreparedPayload] = []
+    ids: dict[str, UUID | None] = {"input": None, "output": None}
+    for kind, value in (("input", attempt.input), ("output", attempt.output)):
+        if value is not NO_PAYLOAD:
+            payload = payloads.prepare(conn, cfg, execution_id=execution_id, kind=kind, value=value,
+                                       workflow_id=workflow_id, step_id=step_id, policy=policy, masking=masking)
+            prepared.append(payload)
+            ids[kind] = payload.ref.payload_id
+            texts.append(payload.ref.search_text)
+    if attempt.error_message:
+        texts.append(attempt.error_message)
+    row = {"step_id": step_id, "execution_id": execution_id, "seq": attempt.seq, "step_name": attempt.step_name,
+           "step_type": attempt.step_type, "attempt": attempt.attempt, "status": attempt.status,
+           "started_at": attempt.started_at, "completed_at": attempt.completed_at,
+           "duration_ms": _duration_ms(attempt.started_at, attempt.completed_at), "wait_ms": attempt.wait_ms,
+           "input_payload_id": ids["input"], "output_payload_id": ids["output"],
+           "error_message": attempt.error_message, "response_status": attempt.response_status,
+           "external_request_id": attempt.external_request_id, "span_id": span_id,
+           "parent_span_id": parent_span_id, "idempotency_key": attempt.idempotency_key,
+           "reused_from_execution": attempt.reused_from_execution, "search_text": text_extraction.step_text(texts)}
+    return PreparedStep(row, tuple(prepared),
+                        StepRecord(step_id, span_id, parent_span_id, ids["input"], ids["output"]))
 
 
 def append_log(conn: Connection, *, execution_id: UUID, message: str, level: str = "info",
                step_id: UUID | None = None, at: datetime | None = None) -> None:
     """Append one log line to an execution."""
-    conn.execute(sa.text(
-        "INSERT INTO execution_logs (execution_id, step_id, \"timestamp\", level, message) "
-        "VALUES (:e, :s, COALESCE(:at, now()), :level, :msg)"),
-        {"e": execution_id, "s": step_id, "at": at, "level": level, "msg": message})
+    conn.execute(INSERT_LOG, {"execution_id": execution_id, "step_id": step_id, "at": at, "level": level,
+                              "message": message})
 
 
 def record_audit(conn: Connection, *, execution_id: UUID, event_type: str, metadata: dict[str, Any],
@@ -260,31 +334,41 @@ def record_audit(conn: Connection, *, execution_id: UUID, event_type: str, metad
     The timestamp is the ledger's clock, so the trail orders by when facts were recorded; the
     reporter's own time of the fact, when given, is kept in metadata as occurred_at.
     """
-    if at is not None:
-        metadata = {**metadata, "occurred_at": at.isoformat()}
     try:
         with conn.begin_nested():
-            conn.execute(sa.text(
-                "INSERT INTO execution_audit_events (execution_id, event_type, metadata) "
-                "VALUES (:e, :t, CAST(:m AS jsonb))"),
-                {"e": execution_id, "t": event_type, "m": _json(metadata)})
+            conn.execute(INSERT_AUDIT, audit_row(execution_id=execution_id, event_type=event_type,
+                                                 metadata=metadata, at=at))
         return True
     except SQLAlchemyError:
         log.exception("audit event %s for execution %s could not be written", event_type, execution_id)
         return False
 
 
+def audit_row(*, execution_id: UUID, event_type: str, metadata: dict[str, Any],
+              at: datetime | None = None) -> dict[str, Any]:
+    """An execution_audit_events row; the reporter's own time of the fact goes into metadata as occurred_at."""
+    if at is not None:
+        metadata = {**metadata, "occurred_at": at.isoformat()}
+    return {"execution_id": execution_id, "event_type": event_type, "metadata": _json(metadata)}
+
+
+def existing(conn: Connection, execution_ids: list[UUID]) -> dict[UUID, ExecutionRecord]:
+    """The already recorded executions among these ids (created=False), in one query."""
+    rows = conn.execute(sa.text(
+        "SELECT s.execution_id, e.trace_id, e.root_span_id FROM execution_state s JOIN executions e "
+        "ON e.execution_id = s.execution_id AND e.created_at = s.created_at WHERE s.execution_id = ANY(:ids)"),
+        {"ids": list(execution_ids)}).all()
+    return {r.execution_id: ExecutionRecord(r.execution_id, r.trace_id, r.root_span_id, created=False)
+            for r in rows}
+
+
 def _existing(conn: Connection, execution_id: UUID) -> ExecutionRecord | None:
-    row = conn.execute(sa.text(
-        "SELECT e.trace_id, e.root_span_id FROM execution_state s JOIN executions e "
-        "ON e.execution_id = s.execution_id AND e.created_at = s.created_at WHERE s.execution_id = :e"),
-        {"e": execution_id}).one_or_none()
-    return ExecutionRecord(execution_id, row.trace_id, row.root_span_id, created=False) if row else None
+    return existing(conn, [execution_id]).get(execution_id)
 
 
 def _trigger_payload(conn: Connection, cfg: PayloadConfig, new: NewExecution, execution_id: UUID,
                      policy: PayloadPolicy, masking: tuple[tuple[str, ...], tuple[str, ...]]
-                     ) -> tuple[str | None, UUID | None]:
+                     ) -> tuple[str | None, payloads.PreparedPayload | None]:
     """The masked trigger payload as JSON text for the GIN-indexed column, offloaded when too large.
 
     Under a summary or off policy the column stays empty, so nothing the policy drops is indexed.
@@ -295,9 +379,8 @@ def _trigger_payload(conn: Connection, cfg: PayloadConfig, new: NewExecution, ex
     if policy.log_payload != "full" or policy.max_payload_bytes is not None:
         size = len(json.dumps(clean, ensure_ascii=False, separators=(",", ":"), default=str).encode())
         if policy.applied(size) != "full":
-            ref = payloads.store(conn, cfg, execution_id=execution_id, kind="trigger", value=clean,
-                                 workflow_id=new.workflow_id, masked=True, policy=policy)
-            return None, ref.payload_id
+            return None, payloads.prepare(conn, cfg, execution_id=execution_id, kind="trigger", value=clean,
+                                          workflow_id=new.workflow_id, masked=True, policy=policy)
     try:
         text = json.dumps(clean, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -306,9 +389,8 @@ def _trigger_payload(conn: Connection, cfg: PayloadConfig, new: NewExecution, ex
         raise InvalidInput("trigger_payload contains \\u0000, which PostgreSQL JSONB cannot store")
     if len(text.encode()) <= cfg.inline_max_bytes:
         return text, None
-    ref = payloads.store(conn, cfg, execution_id=execution_id, kind="trigger", value=clean,
-                         workflow_id=new.workflow_id, masked=True)
-    return None, ref.payload_id
+    return None, payloads.prepare(conn, cfg, execution_id=execution_id, kind="trigger", value=clean,
+                                  workflow_id=new.workflow_id, masked=True)
 
 
 def _execution_rules(conn: Connection, execution_id: UUID) -> tuple[PayloadPolicy, tuple[tuple[str, ...], ...]]:

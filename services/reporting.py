@@ -8,7 +8,8 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Connection
 
-from services import recording
+from services import bulk_recording, recording
+from services.bulk_recording import BatchItem
 from services.errors import InvalidInput
 from services.payloads import PayloadConfig
 from services.recording import NO_PAYLOAD, ExecutionRecord, NewExecution, StepAttempt
@@ -84,14 +85,25 @@ def parse_reports(body: Any) -> list[ExecutionReport]:
     return reports
 
 
+def report_executions(conn: Connection, cfg: PayloadConfig, reports: list[ExecutionReport],
+                      *, engine: str = "external") -> list[ExecutionRecord]:
+    """Record a batch of reported executions in bulk (a few statements per table); re-sent ids change nothing."""
+    items = []
+    for report in reports:
+        failed_step, error = outcome(report)
+        items.append(BatchItem(
+            new=_new_execution(report, engine), status=report.status,
+            steps=[to_attempt(step, index) for index, step in enumerate(report.steps)],
+            logs=[(line.message, line.level, line.timestamp) for line in report.logs],
+            completed_at=report.completed_at, error_message=error, failed_step=failed_step,
+            context=report.context if report.context is not None else NO_PAYLOAD))
+    return bulk_recording.record_batch(conn, cfg, items)
+
+
 def report_execution(conn: Connection, cfg: PayloadConfig, report: ExecutionReport,
                      *, engine: str = "external") -> ExecutionRecord:
-    """Record one reported execution with its steps; a re-sent execution id changes nothing."""
-    record = recording.create_execution(conn, cfg, NewExecution(
-        workflow_id=report.workflow_id, trigger_source=report.trigger_source,
-        trigger_payload=report.trigger_payload, workflow_version=report.workflow_version,
-        event_id=report.event_id, execution_id=report.execution_id,
-        parent=parse_traceparent(report.traceparent), started_at=report.started_at, engine=engine))
+    """Record one reported execution with its steps, one statement at a time; a re-sent id changes nothing."""
+    record = recording.create_execution(conn, cfg, _new_execution(report, engine))
     if not record.created:
         return record
     if report.status != "pending":
@@ -100,23 +112,38 @@ def report_execution(conn: Connection, cfg: PayloadConfig, report: ExecutionRepo
     for index, step in enumerate(report.steps):
         # Spans chain in report order; passing parent and policy spares two look-ups per step.
         parent = recording.record_step(conn, cfg, execution_id=record.execution_id, workflow_id=report.workflow_id,
-                                       attempt=_attempt(step, index, parent), policy=record.policy,
+                                       attempt=to_attempt(step, index, parent), policy=record.policy,
                                        masking=record.masking).span_id
     for line in report.logs:
         recording.append_log(conn, execution_id=record.execution_id, message=line.message, level=line.level,
                              at=line.timestamp)
     if report.status in recording.TERMINAL:
-        failed = _first_failed(report.steps)
-        failed_step = report.failed_step or (failed.step_name if failed else None)
-        error = report.error_message or (failed.error_message if failed else None)
+        failed_step, error = outcome(report)
         recording.finish_execution(conn, execution_id=record.execution_id, status=report.status,
                                    at=report.completed_at, error_message=error, cfg=cfg,
                                    context=report.context if report.context is not None else NO_PAYLOAD,
-                                   failed_step=failed_step if report.status != "completed" else None)
+                                   failed_step=failed_step)
     return record
 
 
-def _attempt(step: StepReport, index: int, parent_span_id: str | None = None) -> StepAttempt:
+def outcome(report: ExecutionReport) -> tuple[str | None, str | None]:
+    """The failed step (none for a completed execution) and error message: as reported, else the last failed step's."""
+    failed = _first_failed(report.steps)
+    failed_step = report.failed_step or (failed.step_name if failed else None)
+    error = report.error_message or (failed.error_message if failed else None)
+    return (failed_step if report.status != "completed" else None), error
+
+
+def _new_execution(report: ExecutionReport, engine: str) -> NewExecution:
+    return NewExecution(
+        workflow_id=report.workflow_id, trigger_source=report.trigger_source,
+        trigger_payload=report.trigger_payload, workflow_version=report.workflow_version,
+        event_id=report.event_id, execution_id=report.execution_id,
+        parent=parse_traceparent(report.traceparent), started_at=report.started_at, engine=engine)
+
+
+def to_attempt(step: StepReport, index: int, parent_span_id: str | None = None) -> StepAttempt:
+    """A reported step as a step attempt; seq defaults to its position in the report."""
     return StepAttempt(parent_span_id=parent_span_id,
         step_name=step.step_name, step_type=step.step_type, seq=step.seq if step.seq is not None else index,
         status=step.status, attempt=step.attempt, started_at=step.started_at, completed_at=step.completed_at,

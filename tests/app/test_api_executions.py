@@ -102,3 +102,24 @@ def test_cli_inspect_json_includes_the_audit_events(client, database, tmp_path):
 
     human = CliRunner().invoke(cli, ["execution", "inspect", execution_id], env=env)
     assert "send_email" in human.output and "HTTP 503 from mail" in human.output
+
+
+def test_a_batch_answers_per_item_whether_each_execution_was_created(client):
+    workflow = f"wf-api-{uuid.uuid4().hex[:6]}"
+    known, fresh = str(uuid.uuid4()), str(uuid.uuid4())
+    client.post("/api/v1/executions", json=_report(workflow, execution_id=known))
+    body = {"executions": [_report(workflow, execution_id=known), _report(workflow, execution_id=fresh),
+                           _report(workflow, execution_id=fresh)]}
+    response = client.post("/api/v1/executions", json=body)
+    assert response.status_code == 201
+    assert [(e["execution_id"], e["created"]) for e in response.get_json()["executions"]] == [
+        (known, False), (fresh, True), (fresh, False)]
+    assert len(client.get(f"/api/v1/executions/{fresh}").get_json()["steps"]) == 3
+
+
+def test_an_unstorable_trigger_payload_late_in_a_batch_is_422_and_stores_nothing(client):
+    workflow = f"wf-api-{uuid.uuid4().hex[:6]}"
+    body = {"executions": [_report(workflow), _report(workflow, trigger_payload={"note": "nul \u0000"})]}
+    response = client.post("/api/v1/executions", json=body)
+    assert response.status_code == 422 and response.mimetype == "application/problem+json"
+    assert client.get(f"/api/v1/executions?workflow_id={workflow}").get_json()["items"] == []
