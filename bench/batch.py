@@ -15,6 +15,7 @@ from bench import serving
 from bench.dataset import STEP_NAMES
 from bench.runner import Context, Row
 from services import codec, fake_data
+from services.text_extraction import search_text, step_text
 
 TABLES = ("executions", "steps", "payloads")
 
@@ -37,7 +38,10 @@ def _batch(rng: random.Random, count: int) -> list[dict[str, Any]]:
 
 
 def _copy(ctx: Context, batch: list[dict[str, Any]]) -> float:
-    """COPY the same rows (payloads as raw JSON bytes) into plain tables with the product's indexes."""
+    """COPY the same rows (payloads as raw JSON bytes) into plain tables with the product's indexes.
+
+    The steps carry the search text the product stores (extracted before the clock starts): without it the
+    baseline skipped the full-text and trigram index entries that are most of a stored step's cost."""
     rows: dict[str, list[tuple]] = {t: [] for t in TABLES}
     now = datetime.now(UTC)
     for e in batch:
@@ -53,11 +57,11 @@ def _copy(ctx: Context, batch: list[dict[str, Any]]) -> float:
                 pids.append(pid)
                 rows["payloads"].append((pid, now, eid, sid, kind, "json", len(raw), len(raw), "", raw))
             rows["steps"].append((sid, now, eid, s["seq"], s["step_name"], "action", 1, "completed", "0" * 16,
-                                  pids[0], pids[1]))
+                                  pids[0], pids[1], step_text(search_text(s[k]) for k in ("input", "output"))))
     cols = {"executions": "execution_id, created_at, workflow_id, trigger_source, trigger_payload, trace_id, "
                           "root_span_id",
             "steps": "step_id, created_at, execution_id, seq, step_name, step_type, attempt, status, span_id, "
-                     "input_payload_id, output_payload_id",
+                     "input_payload_id, output_payload_id, search_text",
             "payloads": "payload_id, created_at, execution_id, step_id, kind, codec, size_bytes, stored_bytes, "
                         "sha256, data"}
     raw_conn = ctx.database.engine("admin").raw_connection()
@@ -83,8 +87,9 @@ def run(ctx: Context) -> None:
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS bench_copy_{table}")
             conn.exec_driver_sql(f"CREATE TABLE bench_copy_{table} (LIKE {table} INCLUDING DEFAULTS INCLUDING INDEXES)")
     row = ctx.add(Row(f"batch ingestion {count}x10 per request", "rows/s", target=">= 0.5x COPY",
-                      note="rows = executions + steps; one request at a time; COPY of the same rows with raw JSON "
-                           "payload bytes into plain tables with the same indexes"))
+                      note="rows = executions + steps; one request at a time; COPY of the same rows (raw JSON "
+                           "payload bytes, the steps' search text extracted beforehand) into plain tables with the "
+                           "same indexes, full-text and trigram included"))
     rng = random.Random(5)
     for _ in range(ctx.runs):
         batch = _batch(rng, count)
