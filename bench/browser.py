@@ -85,8 +85,8 @@ def _measure(ctx: Context, browser: Any, base: str, steps: int, execution_id: st
     if steps <= timeline.WINDOW:
         row.note += f"; all {steps:,} rows drawn"
     else:
-        row.note += (f"; the page draws the {timeline.WINDOW}-step window around the first failure "
-                     f"(here the last {timeline.WINDOW // 10 + 2} steps), not all {steps:,}")
+        row.note += (f"; the page draws the {timeline.WINDOW}-step window around the first failure (here the "
+                     f"last {timeline.WINDOW} steps, the failure being the last) and a minimap of all {steps:,}")
     url = f"{base}/executions/{execution_id}"
     needle = error_for(steps)
     found_all, errors = True, []

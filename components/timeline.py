@@ -34,7 +34,6 @@ ERROR_TEXT_LIMIT = 80
 LABEL_LIMIT = 40
 CRITICAL_LINE_WIDTH = 2.5
 _MARGIN_PX = 150
-_MINIMAP_PX = 48
 
 OFF_PATH_OPACITY = 0.6
 # category -> (legend name, fill, text colour, critical-path outline: a darker shade of the fill)
@@ -344,7 +343,12 @@ def _paper_note(text: str, *, x: float = 0, xanchor: str = "left") -> go.layout.
 
 
 def _layout(fig: go.Figure, labels: list[str], height_per_row: int) -> None:
-    """Fixed row height so the figure grows with steps; every row keeps its tick label."""
+    """Fixed row height so the figure grows with steps; every row keeps its tick label.
+
+    No rangeslider: it redraws every bar a second time in the SVG, which was half the drawing cost of a large
+    window. Time zoom is the drag box, the scroll wheel and double-click to reset; the execution-wide overview
+    is timeline_minimap's separate small figure.
+    """
     plot_height = max(len(labels) * height_per_row, 2 * height_per_row)
     fig.update_layout(
         height=plot_height + _MARGIN_PX,
@@ -369,6 +373,5 @@ def _layout(fig: go.Figure, labels: list[str], height_per_row: int) -> None:
             "type": "date",
             "side": "top",
             "title": {"text": "time (UTC)", "font": {"size": 11}},
-            "rangeslider": {"visible": True, "thickness": min(0.15, _MINIMAP_PX / plot_height)},
         },
     )

@@ -1,19 +1,26 @@
 """Execution: the Gantt timeline of one run, the failing step first, then each step's payloads and the audit."""
 from __future__ import annotations
 
-import dash
-from dash import ALL, MATCH, Input, Output, State, callback, clientside_callback, ctx, dcc, html
+import logging
+from typing import Any
+from uuid import UUID
 
-from components import figures
+import dash
+from dash import ALL, MATCH, Input, Output, Patch, State, callback, clientside_callback, ctx, dcc, html
+
+from components import figures, timeline_minimap
 from components.cards import empty_state, error_state, json_block, status_badge
 from components.format import format_bytes, format_duration
 from pages.common import REPLAY_JS, iso, panel_errors, parse_uuid, payload_config, replay_route
 from services import db, timeline
-from services.errors import NotFound
+from services.errors import FlowledgerError, NotFound
+
+log = logging.getLogger(__name__)
 
 dash.register_page(__name__, path_template="/executions/<execution_id>", title="Execution · Flowledger",
                    name="Execution")
 GRAPH_CONFIG = {"displaylogo": False, "scrollZoom": True, "modeBarButtonsToRemove": ["select2d", "lasso2d"]}
+MINIMAP_CONFIG = {"displayModeBar": False}
 
 
 def layout(execution_id: str | None = None, step: str | None = None, **_query) -> html.Div:
@@ -25,16 +32,22 @@ def layout(execution_id: str | None = None, step: str | None = None, **_query) -
                     title="Resubmit the stored event; steps that already succeeded are skipped"
                     if replay_route() else "Replay is not available in this server (no replay endpoint)"),
         html.Span(id="execution-replay-result", className="fl-muted")], id="execution-replay-box")
+    # The skeleton comes back at once so the graph mounts and plotly.js starts loading while one callback
+    # (update_execution_page) reads the header and the first window; stores never start as None, because a
+    # memory store mounted with None reports a data change and would fire the callbacks listening to it.
     return html.Div([
-        dcc.Store(id="execution-id", data=execution_id), dcc.Store(id="execution-event-id"),
-        dcc.Store(id="execution-window"), dcc.Store(id="execution-meta"), dcc.Store(id="execution-bars"),
-        dcc.Store(id="execution-step-wanted", data=step),
+        dcc.Store(id="execution-id", data=execution_id), dcc.Store(id="execution-link", data=step or ""),
+        dcc.Store(id="execution-event-id"), dcc.Store(id="execution-window", data=0),
+        dcc.Store(id="execution-meta", data={}), dcc.Store(id="execution-bars", data={}),
+        dcc.Store(id="execution-step-wanted", data=""),
         dcc.Loading(html.Div(id="execution-header"), type="dot"),
         replay,
-        html.Div([html.Button("◀ earlier steps", id="execution-prev", n_clicks=0, className="fl-button"),
-                  html.Span(id="execution-window-text", className="fl-muted"),
-                  html.Button("later steps ▶", id="execution-next", n_clicks=0, className="fl-button")],
-                 id="execution-pager", className="fl-toolbar", hidden=True),
+        html.Div([html.Div([html.Button("◀ earlier steps", id="execution-prev", n_clicks=0, className="fl-button"),
+                            html.Span(id="execution-window-text", className="fl-muted"),
+                            html.Button("later steps ▶", id="execution-next", n_clicks=0, className="fl-button")],
+                           className="fl-toolbar"),
+                  dcc.Graph(id="execution-minimap", config=MINIMAP_CONFIG, figure=timeline_minimap.PLACEHOLDER)],
+                 id="execution-pager", hidden=True),
         dcc.Loading(html.Div(dcc.Graph(id="execution-timeline", config=GRAPH_CONFIG), className="fl-timeline-frame"),
                     type="dot"),
         html.Div([html.H2("Step details"), dcc.Dropdown(id="execution-step", clearable=False,
@@ -45,6 +58,55 @@ def layout(execution_id: str | None = None, step: str | None = None, **_query) -
         dcc.Loading(html.Div(id="execution-audit"), type="dot"),
         _delete_box(),
     ], id="execution-page")
+
+
+def _open(execution_id: UUID, step_id: UUID | None) -> dict[str, Any]:
+    """The header record, the first window (around ?step= when given, else the first failure) and the minimap."""
+    with db.reader() as conn:
+        record = timeline.execution(conn, execution_id)
+        wanted = timeline.locate(conn, execution_id, step_id) if step_id else None
+        failing = record["failures"][0] if record["failures"] else None
+        meta = {"steps": record["step_count"], "workflow": record["workflow_id"],
+                "started_at": record["started_at"].isoformat() if record["started_at"] else None,
+                "failing": _key(failing) if failing else None,
+                "positions": {_key(f): int(f["position"]) for f in record["failures"]},
+                "p95": timeline.p95_by_step(conn, workflow_id=record["workflow_id"], before=record["started_at"])}
+        offset = timeline.centred(wanted["position"], steps=meta["steps"]) if wanted else timeline.window_start(record)
+        view = _window(conn, execution_id, meta, offset)
+        buckets = timeline.overview(conn, execution_id) if meta["steps"] > timeline.WINDOW else None
+    minimap = None if buckets is None else timeline_minimap.execution_minimap(
+        buckets, offset=offset, size=timeline.WINDOW, total=meta["steps"])
+    return {"record": record, "meta": meta, "view": view, "minimap": minimap,
+            "wanted": _key(wanted) if wanted else None}
+
+
+def _key(step: dict) -> str:
+    """A step attempt's short key, `seq:attempt`: what bars, dropdown options and goto buttons carry.
+
+    Not the step_id: the dropdown indexes every substring of every option value for its search box, and a
+    uuid per option made that the single largest cost of opening a large execution.
+    """
+    return f"{step['seq']}:{step['attempt']}"
+
+
+def _window(conn, execution_id: UUID, meta: dict, offset: int) -> dict[str, Any]:
+    """The timeline figure, dropdown options, pager text and bar keys for the window starting at `offset`."""
+    steps = timeline.steps(conn, execution_id, offset=offset)
+    options = [{"label": f"{row.seq} · {row.step_name} · attempt {row.attempt} · {row.status}",
+                "value": f"{row.seq}:{row.attempt}"} for row in steps.itertuples()]
+    last = offset + steps["seq"].nunique() if not steps.empty else offset
+    # Every attempt is its own row in the ledger; the chart groups attempts of one step on one row by seq.
+    bars = {f"{row.seq}:{row.attempt}": str(row.step_id) for row in steps.itertuples()}
+    chart = steps.assign(step_id=steps["seq"].astype(str)) if not steps.empty else steps
+    figure = figures.execution_timeline(chart, p95_by_step=meta.get("p95") or {}, height_per_row=30)
+    return {"offset": offset, "figure": figure, "options": options, "bars": bars,
+            "text": f"steps {offset + 1:,}–{last:,} of {meta['steps']:,}"}
+
+
+def _pick(options: list[dict], *choices: str | None) -> str | None:
+    """The first choice that is one of the options, else the first option."""
+    values = {o["value"] for o in options}
+    return next((c for c in choices if c in values), options[0]["value"] if options else None)
 
 
 def _delete_box() -> html.Details:
@@ -80,17 +142,26 @@ clientside_callback(
     State("execution-id", "data"), State("execution-delete-reason", "value"), prevent_initial_call=True)
 
 
-@callback(Output("execution-header", "children"), Output("execution-meta", "data"),
-          Output("execution-event-id", "data"), Output("execution-window", "data"), Input("execution-id", "data"))
-@panel_errors(count=4)
-def update_execution_header(execution_id: str):
-    with db.reader() as conn:
-        record = timeline.execution(conn, parse_uuid(execution_id))
-    meta = {"steps": record["step_count"], "start": timeline.window_start(record), "workflow": record["workflow_id"],
-            "started_at": record["started_at"].isoformat() if record["started_at"] else None,
-            "failing": str(record["failures"][-1]["step_id"]) if record["failures"] else None}
-    # The first window comes with the header, so the timeline is one round trip after the page, not two.
-    return _header(record), meta, str(record["event_id"]) if record["event_id"] else None, meta["start"]
+@callback(Output("execution-header", "children"), Output("execution-event-id", "data"),
+          Output("execution-meta", "data"), Output("execution-window", "data"), Output("execution-bars", "data"),
+          Output("execution-timeline", "figure"), Output("execution-step", "options"),
+          Output("execution-step", "value"), Output("execution-pager", "hidden"),
+          Output("execution-window-text", "children"), Output("execution-minimap", "figure"),
+          Input("execution-id", "data"), State("execution-link", "data"))
+def update_execution_page(execution_id, link):
+    try:
+        first = _open(parse_uuid(execution_id), parse_uuid(link))
+    except FlowledgerError as exc:
+        return error_state(str(exc)), *([dash.no_update] * 10)
+    except Exception as exc:  # an inline error, never a blank page (what panel_errors does for other panels)
+        log.exception("execution page %s failed to open", execution_id)
+        return error_state(f"{type(exc).__name__}: {exc}"), *([dash.no_update] * 10)
+    record, meta, view = first["record"], first["meta"], first["view"]
+    minimap = first["minimap"]
+    # One round trip draws header and timeline together: the figure is not waiting on a second callback.
+    return (_header(record), str(record["event_id"]) if record["event_id"] else None, meta, view["offset"],
+            view["bars"], view["figure"], view["options"], _pick(view["options"], first["wanted"], meta["failing"]),
+            minimap is None, view["text"], dash.no_update if minimap is None else minimap)
 
 
 def _header(r: dict) -> html.Div:
@@ -129,7 +200,7 @@ def _failure_callout(r: dict) -> html.Div | None:
             html.Strong(f"✖ Step {f['seq']} · {f['step_name']} {f['status'].replace('_', ' ')}{tries}: "),
             html.Span(f["error_message"] or "no error message", className="fl-error-text"),
             html.Span(" · " + " · ".join(e for e in extra if e) if any(extra) else "", className="fl-muted"),
-            html.Button("show step", id={"type": "execution-goto", "step": str(f["step_id"])}, n_clicks=0,
+            html.Button("show step", id={"type": "execution-goto", "step": _key(f)}, n_clicks=0,
                         className="fl-link-button")]))
     more = len(r["failures"]) - 3
     if more > 0:
@@ -137,64 +208,75 @@ def _failure_callout(r: dict) -> html.Div | None:
     return html.Div(items, className="fl-banner fl-banner--bad", role="alert", id="execution-failure")
 
 
-@callback(Output("execution-window", "data", allow_duplicate=True), Input("execution-prev", "n_clicks"),
-          Input("execution-next", "n_clicks"), State("execution-meta", "data"), State("execution-window", "data"),
-          prevent_initial_call=True)
-def update_execution_window(_prev, _next, meta, current):
-    if not meta:
-        return dash.no_update
-    if current is None:
-        return meta["start"]
-    step = timeline.WINDOW if ctx.triggered_id == "execution-next" else -timeline.WINDOW
-    return min(max(current + step, 0), max(meta["steps"] - 1, 0))
+clientside_callback(
+    """
+    function(clicks) {
+        const ctx = window.dash_clientside.callback_context;
+        if (!(clicks || []).some(Boolean) || !ctx.triggered_id) { return window.dash_clientside.no_update; }
+        return ctx.triggered_id.step;
+    }
+    """,
+    Output("execution-step-wanted", "data"), Input({"type": "execution-goto", "step": ALL}, "n_clicks"),
+    prevent_initial_call=True)
 
 
-@callback(Output("execution-timeline", "figure"), Output("execution-step", "options"),
-          Output("execution-pager", "hidden"), Output("execution-window-text", "children"),
-          Output("execution-bars", "data"),
-          Input("execution-window", "data"), State("execution-id", "data"), State("execution-meta", "data"))
-def update_execution_timeline(offset, execution_id, meta):
-    if offset is None or not meta:
-        return dash.no_update, dash.no_update, True, "", dash.no_update
+@callback(Output("execution-window", "data", allow_duplicate=True),
+          Output("execution-timeline", "figure", allow_duplicate=True),
+          Output("execution-step", "options", allow_duplicate=True),
+          Output("execution-step", "value", allow_duplicate=True),
+          Output("execution-window-text", "children", allow_duplicate=True),
+          Output("execution-bars", "data", allow_duplicate=True),
+          Output("execution-minimap", "figure", allow_duplicate=True),
+          Input("execution-prev", "n_clicks"), Input("execution-next", "n_clicks"),
+          Input("execution-minimap", "clickData"), Input("execution-step-wanted", "data"),
+          State("execution-id", "data"), State("execution-meta", "data"), State("execution-window", "data"),
+          State("execution-step", "value"), prevent_initial_call=True)
+def update_execution_window(_prev, _next, click, wanted, execution_id, meta, current, chosen):
+    offset = _moved(ctx.triggered_id, click, wanted, meta, current or 0)
+    if offset is None:  # same window: a goto inside it only picks the step
+        picked = wanted if ctx.triggered_id == "execution-step-wanted" and wanted else dash.no_update
+        return (dash.no_update,) * 3 + (picked,) + (dash.no_update,) * 3
     try:
         with db.reader() as conn:
-            steps = timeline.steps(conn, parse_uuid(execution_id), offset=offset)
-            p95 = timeline.p95_by_step(conn, workflow_id=meta["workflow"], before=meta["started_at"])
+            view = _window(conn, parse_uuid(execution_id), meta, offset)
     except Exception as exc:  # the figure area says what went wrong; the header stays
-        return {}, [], False, f"timeline could not be loaded: {exc}", {}
-    options = [{"label": f"{row.seq} · {row.step_name} · attempt {row.attempt} · {row.status}",
-                "value": str(row.step_id)} for row in steps.itertuples()]
-    last = offset + steps["seq"].nunique() if not steps.empty else offset
-    text = f"steps {offset + 1:,}–{last:,} of {meta['steps']:,}"
-    # Every attempt is its own row in the ledger; the chart groups attempts of one step on one row by seq.
-    bars = {f"{row.seq}:{row.attempt}": str(row.step_id) for row in steps.itertuples()}
-    chart = steps.assign(step_id=steps["seq"].astype(str)) if not steps.empty else steps
-    figure = figures.execution_timeline(chart, p95_by_step=p95, height_per_row=30)
-    return figure, options, meta["steps"] <= timeline.WINDOW, text, bars
+        return (dash.no_update, {}, [], None, f"timeline could not be loaded: {exc}", {}, dash.no_update)
+    # The minimap only moves its shaded window: a patch, not a second figure over the wire.
+    minimap = Patch()
+    minimap["layout"]["shapes"][0]["x0"] = offset - 0.5
+    minimap["layout"]["shapes"][0]["x1"] = min(offset + timeline.WINDOW, meta["steps"]) - 0.5
+    value = _pick(view["options"], wanted, chosen, meta.get("failing"))
+    return offset, view["figure"], view["options"], value, view["text"], view["bars"], minimap
 
 
-@callback(Output("execution-step", "value"), Input("execution-step", "options"),
-          Input("execution-timeline", "clickData"), Input({"type": "execution-goto", "step": ALL}, "n_clicks"),
-          State("execution-meta", "data"), State("execution-step-wanted", "data"), State("execution-step", "value"),
-          State("execution-bars", "data"))
-def update_execution_step(options, click, _goto, meta, wanted, current, bars):
-    values = {o["value"] for o in options or []}
-    if ctx.triggered_id == "execution-timeline" and click:
-        seq, _, attempt = str(click["points"][0].get("id", "")).partition(":")
-        picked = (bars or {}).get(f"{seq}:{attempt.split(':')[0]}")
-        return picked if picked in values else dash.no_update
-    if isinstance(ctx.triggered_id, dict) and any(_goto):
-        return ctx.triggered_id["step"]
-    for choice in (current, wanted, (meta or {}).get("failing")):
-        if choice in values:
-            return choice
-    return options[0]["value"] if options else None
+def _moved(trigger, click, wanted: str, meta: dict, current: int) -> int | None:
+    """The new window offset after a pager, minimap or goto click; None when the window stays."""
+    total, size = (meta or {}).get("steps", 0), timeline.WINDOW
+    if trigger == "execution-minimap":
+        offset = timeline_minimap.clicked_offset(click, total=total, size=size)
+    elif trigger == "execution-step-wanted":
+        position = (meta.get("positions") or {}).get(wanted)
+        inside = position is None or current <= position < current + size
+        offset = None if inside else timeline.centred(position, steps=total)
+    else:
+        step = size if trigger == "execution-next" else -size
+        offset = min(max(current + step, 0), max(total - size, 0))
+    return None if offset is None or offset == current else offset
+
+
+@callback(Output("execution-step", "value", allow_duplicate=True), Input("execution-timeline", "clickData"),
+          State("execution-step", "options"), prevent_initial_call=True)
+def update_execution_step(click, options):
+    seq, attempt = (str(((click or {}).get("points") or [{}])[0].get("id", "")).split(":") + ["", ""])[:2]
+    key = f"{seq}:{attempt}"
+    return key if key in {o["value"] for o in options or []} else dash.no_update
 
 
 @callback(Output("execution-step-detail", "children"), Input("execution-step", "value"),
-          State("execution-id", "data"))
+          State("execution-id", "data"), State("execution-bars", "data"))
 @panel_errors()
-def update_execution_step_detail(step_id, execution_id):
+def update_execution_step_detail(key, execution_id, bars):
+    step_id = (bars or {}).get(key)
     if not step_id:
         return None
     with db.reader() as conn:

@@ -1,4 +1,4 @@
-"""Reads for the execution page: header, steps windowed by seq, per-step p95, step payloads, replay pairs."""
+"""Reads for the execution page: header, steps windowed by seq, the minimap, per-step p95, payloads, replay pairs."""
 from __future__ import annotations
 
 from typing import Any
@@ -12,8 +12,13 @@ from services.errors import NotFound
 from services.payloads import PayloadConfig
 from services.tracecontext import traceparent
 
-# Up to this many steps render at once (a 500-step run stays one scrollable chart); beyond it, windows.
-WINDOW = 600
+# Steps drawn at once. Drawing cost grows with rows (SVG bars, tick labels, text measurement), so the page opens
+# on a window of this many steps around the failure and the minimap/pager load the neighbours.
+WINDOW = 150
+# Where the first failing step sits in its window: a third down, so what led to it and what followed both show.
+FAILURE_ROW = WINDOW // 3
+MINIMAP_BUCKETS = 200
+COMPARE_LIMIT = 600
 P95_RUNS = 200
 LOG_LIMIT = 500
 INLINE_PREVIEW_BYTES = 256 * 1024
@@ -48,7 +53,24 @@ def window_start(record: dict[str, Any], *, size: int = WINDOW) -> int:
     """The window offset that shows the first failing step (0 when it already fits or nothing failed)."""
     if record["step_count"] <= size or not record["failures"]:
         return 0
-    return max(int(record["failures"][0]["seq"]) - 1 - size // 10, 0)
+    return centred(int(record["failures"][0]["position"]), steps=record["step_count"], size=size)
+
+
+def centred(position: int, *, steps: int, size: int = WINDOW) -> int:
+    """The offset of a full window that shows the step at `position` about a third of the way down."""
+    return min(max(position - size // 3, 0), max(steps - size, 0))
+
+
+def locate(conn: Connection, execution_id: UUID, step_id: UUID) -> dict[str, int] | None:
+    """seq, attempt and position (index among the execution's distinct seqs) of one step attempt, or None."""
+    row = conn.execute(_sql("locate"), {"e": execution_id, "s": step_id}).mappings().one_or_none()
+    return dict(row) if row else None
+
+
+def overview(conn: Connection, execution_id: UUID, *, buckets: int = MINIMAP_BUCKETS) -> pd.DataFrame:
+    """The whole execution in at most `buckets` runs of consecutive steps, with failed/retried/inactive counts."""
+    result = conn.execute(_sql("overview"), {"e": execution_id, "buckets": max(buckets, 1)})
+    return pd.DataFrame(result.mappings().all(), columns=list(result.keys()))
 
 
 def p95_by_step(conn: Connection, *, workflow_id: str, before: Any, runs: int = P95_RUNS) -> dict[str, float]:
@@ -86,4 +108,4 @@ def replay_pair(conn: Connection, execution_id: UUID) -> tuple[pd.DataFrame, pd.
     record = conn.execute(inspection.EXECUTION_SQL, {"e": execution_id}).mappings().one_or_none()
     if record is None or record["replay_of"] is None:
         return None
-    return steps(conn, record["replay_of"], size=WINDOW), steps(conn, execution_id, size=WINDOW)
+    return steps(conn, record["replay_of"], size=COMPARE_LIMIT), steps(conn, execution_id, size=COMPARE_LIMIT)

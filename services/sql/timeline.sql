@@ -6,13 +6,33 @@ SELECT count(DISTINCT seq) AS steps, count(*) AS attempts,
 FROM steps WHERE execution_id = :e;
 
 -- name: failures
--- The final attempt of each step that ended failed or timed out: what the page headline names.
+-- The final attempt of each step that ended failed or timed out: what the page headline names. position is the
+-- step's index among the distinct seqs (window functions run before DISTINCT ON), what windows are offset by.
 SELECT * FROM (
   SELECT DISTINCT ON (seq) step_id, seq, step_name, attempt, status, error_message, response_status,
-         external_request_id
+         external_request_id, dense_rank() OVER (ORDER BY seq) - 1 AS position
   FROM steps WHERE execution_id = :e
   ORDER BY seq, attempt DESC
 ) final WHERE status IN ('failed', 'timed_out') ORDER BY seq LIMIT 50;
+
+-- name: locate
+SELECT st.seq, st.attempt,
+       (SELECT count(DISTINCT seq) FROM steps WHERE execution_id = :e AND seq < st.seq) AS position
+FROM steps st WHERE st.step_id = :s AND st.execution_id = :e LIMIT 1;
+
+-- name: overview
+-- The minimap: consecutive steps (final attempts) folded into at most :buckets runs of equal length.
+WITH finals AS (
+  SELECT DISTINCT ON (seq) seq, attempt, status FROM steps WHERE execution_id = :e ORDER BY seq, attempt DESC
+), ranked AS (
+  SELECT attempt, status, row_number() OVER (ORDER BY seq) - 1 AS position, count(*) OVER () AS total FROM finals
+)
+SELECT position * :buckets / total AS bucket, min(position) AS first, max(position) AS last, count(*) AS steps,
+       count(*) FILTER (WHERE status IN ('failed', 'timed_out')) AS failed,
+       count(*) FILTER (WHERE attempt > 1 AND status NOT IN ('failed', 'timed_out', 'skipped', 'cancelled'))
+         AS retried,
+       count(*) FILTER (WHERE status IN ('skipped', 'cancelled')) AS inactive
+FROM ranked GROUP BY 1 ORDER BY 1;
 
 -- name: window
 WITH chosen AS (

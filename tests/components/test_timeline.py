@@ -212,8 +212,19 @@ def test_500_steps_grow_the_figure_by_a_fixed_row_height_with_one_tick_per_row()
     assert large.layout.height - small.layout.height == 450 * 28
     assert len(large.layout.yaxis.tickvals) == 500
     assert len(set(large.layout.yaxis.tickvals)) == 500
-    assert large.layout.xaxis.rangeslider.visible is True
-    assert large.layout.xaxis.rangeslider.thickness * 500 * 28 < 60
+
+
+def test_the_timeline_draws_no_rangeslider_copy_of_its_bars_and_keeps_time_zoom():
+    fig = execution_timeline(sequential(150))
+    assert fig.layout.xaxis.rangeslider.visible is not True
+    assert fig.layout.xaxis.fixedrange is not True and fig.layout.yaxis.fixedrange is True
+
+
+def test_bars_are_one_trace_per_colour_not_one_per_step():
+    steps = sequential(150)
+    steps.loc[steps["seq"] == 70, ["status", "error_message"]] = ["failed", "boom"]
+    fig = execution_timeline(steps)
+    assert sorted(t.name for t in fig.data) == ["Completed first attempt", "Failed / timed out"]
 
 
 def test_height_per_row_sets_the_row_height():

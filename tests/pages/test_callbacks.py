@@ -4,6 +4,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+import dash
 import pytest
 
 from tests.services.dashboard_factories import record
@@ -77,19 +78,22 @@ def test_the_executions_grid_filters_by_a_payload_field(app, pages, failed_run, 
 def test_the_execution_header_names_the_failing_step_and_its_error(app, pages, failed_run):
     _, execution_id = failed_run
     with app.test_request_context():
-        header, meta, _event, _window = pages.execution.update_execution_header(str(execution_id))
-        figure, options, hidden, _text, bars = pages.execution.update_execution_timeline(0, str(execution_id), meta)
-        detail = pages.execution.update_execution_step_detail(meta["failing"], str(execution_id))
+        header, _event, meta, offset, bars, figure, options, value, hidden, _text, minimap = \
+            pages.execution.update_execution_page(str(execution_id), "")
+        detail = pages.execution.update_execution_step_detail(value, str(execution_id), bars)
     assert "Step 1 · create_invoice failed:  422 invalid invoice reference" in text_of(header)
-    assert hidden is True and len(options) == 1 and bars == {"1:1": meta["failing"]}
+    # one round trip brings header and timeline; short runs need no pager or minimap
+    assert offset == 0 and hidden is True and minimap is dash.no_update
+    assert [o["value"] for o in options] == ["1:1"] and value == meta["failing"] == "1:1"
+    assert set(bars) == {"1:1"}
     assert any("422 invalid invoice" in (a.text or "") for a in figure.layout.annotations)
     assert "422 invalid invoice reference" in text_of(detail)
 
 
 def test_an_unknown_execution_is_an_inline_error_not_a_blank_page(app, pages):
     with app.test_request_context():
-        header, meta, event, _window = pages.execution.update_execution_header(str(uuid.uuid4()))
-    assert "not found" in text_of(header) and meta is None and event is None
+        header, *rest = pages.execution.update_execution_page(str(uuid.uuid4()), "")
+    assert "not found" in text_of(header) and all(r is dash.no_update for r in rest)
 
 
 def test_dead_letters_and_workflows_render(app, pages):
@@ -100,10 +104,15 @@ def test_dead_letters_and_workflows_render(app, pages):
 
 
 def test_a_sliding_window_moves_by_whole_windows_and_stays_in_range(pages):
-    from dash._callback_context import context_value
-    from dash._utils import AttributeDict
+    from services import timeline
 
-    meta = {"steps": 10_000, "start": 0}
-    context_value.set(AttributeDict(triggered_inputs=[{"prop_id": "execution-next.n_clicks", "value": 1}]))
-    assert pages.execution.update_execution_window(0, 1, meta, 9_900) == 9_999
-    assert pages.execution.update_execution_window(0, 1, meta, 0) == 600
+    meta = {"steps": 10_000, "positions": {"9000:1": 8_999}}
+    size = timeline.WINDOW
+    assert pages.execution._moved("execution-next", None, "", meta, 9_900) == 10_000 - size
+    assert pages.execution._moved("execution-next", None, "", meta, 0) == size
+    assert pages.execution._moved("execution-prev", None, "", meta, 0) is None
+    click = {"points": [{"x": 5_024.5}]}
+    assert pages.execution._moved("execution-minimap", click, "", meta, 0) == 5_024 - size // 2
+    # "show step" for a failure outside the drawn window moves the window onto it
+    assert pages.execution._moved("execution-step-wanted", None, "9000:1", meta, 0) == 8_999 - size // 3
+    assert pages.execution._moved("execution-step-wanted", None, "9000:1", meta, 8_950) is None

@@ -42,9 +42,46 @@ def test_large_executions_load_in_windows_that_open_on_the_first_failure(databas
         found = timeline.execution(conn, execution_id)
         start = timeline.window_start(found)
         window = timeline.steps(conn, execution_id, offset=start)
-    assert found["step_count"] == 1300
-    assert len(window) == timeline.WINDOW or window["seq"].max() == 1300
-    assert 1300 in set(window["seq"]) and window["seq"].nunique() <= timeline.WINDOW
+    assert found["step_count"] == 1300 and found["failures"][0]["position"] == 1299
+    # the failure is the last step, so the window is the last full window, not a sliver
+    assert start == 1300 - timeline.WINDOW
+    assert window["seq"].nunique() == timeline.WINDOW and window["seq"].max() == 1300
+
+
+def test_a_window_puts_the_failing_step_a_third_of_the_way_down_and_stays_full():
+    assert timeline.centred(5_000, steps=10_000, size=150) == 4_950
+    assert timeline.centred(10, steps=10_000, size=150) == 0
+    assert timeline.centred(9_999, steps=10_000, size=150) == 9_850
+    assert timeline.centred(3, steps=40, size=150) == 0
+
+
+def test_a_step_is_located_by_its_position_among_the_executions_steps(database, runtime):
+    steps = [{"step_name": f"s{n}", "seq": n * 10, "status": "completed", "ms": 5} for n in range(1, 6)]
+    steps.append({"step_name": "s3", "seq": 30, "attempt": 2, "status": "completed", "ms": 5})
+    with database.writer() as conn:
+        execution_id = record(conn, runtime.payloads, workflow_id=f"tl-loc-{uuid.uuid4().hex[:8]}", at=AT,
+                              steps=steps)
+    with database.reader() as conn:
+        rows = timeline.steps(conn, execution_id)
+        retry = rows[(rows["seq"] == 30) & (rows["attempt"] == 2)].iloc[0]
+        found = timeline.locate(conn, execution_id, retry["step_id"])
+        assert timeline.locate(conn, execution_id, uuid.uuid4()) is None
+    assert found == {"seq": 30, "attempt": 2, "position": 2}
+
+
+def test_the_minimap_overview_folds_steps_into_runs_with_their_failures_and_retries(database, runtime):
+    steps = [{"step_name": f"b{n}", "status": "completed", "ms": 5} for n in range(1, 1001)]
+    steps[449] = {"step_name": "b450", "seq": 450, "status": "failed", "ms": 5, "error_message": "boom"}
+    steps.append({"step_name": "b700", "seq": 700, "attempt": 2, "status": "completed", "ms": 5})
+    with database.writer() as conn:
+        execution_id = record(conn, runtime.payloads, workflow_id=f"tl-map-{uuid.uuid4().hex[:8]}", at=AT,
+                              status="failed", steps=steps)
+    with database.reader() as conn:
+        runs = timeline.overview(conn, execution_id, buckets=100)
+    assert len(runs) == 100 and runs["steps"].sum() == 1000
+    assert (runs["first"].iloc[0], runs["last"].iloc[-1]) == (0, 999)
+    assert runs.loc[runs["failed"] > 0, "first"].tolist() == [440]
+    assert runs.loc[runs["retried"] > 0, "first"].tolist() == [690]
 
 
 def test_p95_per_step_comes_from_the_workflows_earlier_completed_runs(database, runtime):

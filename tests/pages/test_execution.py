@@ -1,0 +1,50 @@
+"""The execution page on a large run: the first window opens on the failure or the linked step, with a minimap."""
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from services import timeline
+from tests.services.dashboard_factories import record
+
+AT = datetime(2019, 9, 3, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def execution(app):
+    import pages.execution
+
+    return pages.execution
+
+
+@pytest.fixture(scope="module")
+def long_run(database, runtime):
+    steps = [{"step_name": f"batch_{n % 7}", "status": "completed", "ms": 5} for n in range(1, 401)]
+    steps[299] = {"step_name": "charge", "seq": 300, "status": "failed", "ms": 5, "error_message": "card declined"}
+    with database.writer() as conn:
+        execution_id = record(conn, runtime.payloads, workflow_id=f"page-long-{uuid.uuid4().hex[:8]}", at=AT,
+                              status="failed", steps=steps)
+    with database.reader() as conn:
+        rows = timeline.steps(conn, execution_id, offset=0, size=20)
+    return str(execution_id), str(rows[rows["seq"] == 11]["step_id"].iloc[0])
+
+
+def test_a_long_run_opens_on_a_window_around_its_failure_with_a_minimap(app, execution, long_run):
+    execution_id, _ = long_run
+    with app.test_request_context():
+        _h, _e, meta, offset, bars, figure, options, value, hidden, text, minimap = \
+            execution.update_execution_page(execution_id, "")
+    assert offset == 299 - timeline.WINDOW // 3 and text == f"steps {offset + 1}–{offset + timeline.WINDOW} of 400"
+    assert hidden is False and len(options) == timeline.WINDOW and value == "300:1" == meta["failing"]
+    assert any("card declined" in (a.text or "") for a in figure.layout.annotations)
+    assert minimap.layout.shapes[0].x0 == offset - 0.5
+    assert bars["300:1"]
+
+
+def test_a_link_to_a_step_opens_the_window_that_holds_it_with_that_step_chosen(app, execution, long_run):
+    execution_id, step_id = long_run
+    with app.test_request_context():
+        result = execution.update_execution_page(execution_id, step_id)
+    assert result[3] == 0 and result[7] == "11:1" and result[4]["11:1"] == step_id
