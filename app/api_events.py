@@ -1,17 +1,19 @@
 """Ingestion and the event log: POST /api/v1/events/<source>, GET /api/v1/events[/<id>[/raw]]."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from flask import Blueprint, Flask, Response, jsonify, request
+from sqlalchemy import Connection
 
 from app import auth
 from app.api_common import BodyTooLarge, parse_limit, parse_time, parse_uuid, read_body, runtime
 from app.problems import problem
 from app.runtime import Runtime
-from services import events, payloads
+from services import events
 from services.errors import InvalidInput
 from services.events import IncomingEvent, IngestResult
 
@@ -37,9 +39,12 @@ def post_event(source_system: str) -> Response:
         event_type=request.headers.get("X-Event-Type") or request.headers.get("ce-type"),
         idempotency_key=request.headers.get("Idempotency-Key") or request.headers.get("webhook-id"),
         traceparent=request.headers.get("traceparent"), headers=dict(request.headers))
-    with rt.database.writer() as conn:
-        result = events.ingest(conn, incoming, max_depth=rt.settings.max_json_depth,
-                               masker=lambda value: payloads.mask(rt.payloads, value))
+    cfg = rt.payloads
+    prepared = events.prepare(incoming, max_depth=rt.settings.max_json_depth,
+                              masking=(cfg.masking_keys, cfg.masking_paths))
+    # A rejection is two statements and needs a transaction; an accepted event is one statement.
+    with rt.database.writer() if prepared.rejected_reason else _one_statement(rt) as conn:
+        result = events.record(conn, prepared)
     if result.duplicate:
         return jsonify(event_id=str(result.event_id), status="accepted", duplicate=True), 200
     if result.status == "rejected":
@@ -76,6 +81,14 @@ def get_raw(event_id: str) -> Response:
     with runtime().database.reader() as conn:
         body, content_type = events.get_raw(conn, parse_uuid(event_id, "event id"))
     return Response(body, content_type=content_type or "application/octet-stream")
+
+
+@contextlib.contextmanager
+def _one_statement(rt: Runtime) -> Iterator[Connection]:
+    """A writer connection in autocommit: each statement is its own transaction, committed (durable,
+    synchronous_commit) before execute returns, without the BEGIN and COMMIT round trips."""
+    with rt.database.engine("writer").connect() as conn:
+        yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def add_event_hook(rt: Runtime, hook: EventHook) -> None:

@@ -66,6 +66,7 @@ def _rt() -> Runtime:
 
 
 OPEN_CHECK_SECONDS = 2.0
+INGEST_TOKEN_CACHE_SECONDS = 5.0  # how long a revocation made by another process may go unseen
 
 
 def is_open(rt: Runtime) -> bool:
@@ -139,10 +140,22 @@ def check_ingest(request: Request, source_system: str, body: bytes) -> str | Non
     at = now()
     if not is_open(rt):
         creds = auth_service.credentials_from(request.headers)
-        with rt.database.writer() as conn:
-            token_id = str(auth_service.authenticate_ingest(
-                conn, source_system=source_system, body=body, creds=creds, now=at,
-                tolerance_seconds=settings.webhook_tolerance_seconds))
+        # A plain bearer token verified moments ago needs no query; signatures cover the body, so never.
+        cache = rt.extras.get("verified_tokens") or rt.extras.setdefault(
+            "verified_tokens", tokens.VerifiedTokens(INGEST_TOKEN_CACHE_SECONDS))
+        bearer = creds.bearer if not creds.signed else None
+        cached = cache.get(secret=bearer, source_system=source_system) if bearer else None
+        if cached is not None:
+            token_id = str(cached)
+        else:
+            generation = authstate.generation()
+            with rt.database.writer() as conn:
+                verified = auth_service.authenticate_ingest(
+                    conn, source_system=source_system, body=body, creds=creds, now=at,
+                    tolerance_seconds=settings.webhook_tolerance_seconds)
+            if bearer:
+                cache.put(secret=bearer, source_system=source_system, token_id=verified, generation=generation)
+            token_id = str(verified)
     if settings.ingest_rate_limit > 0:
         with rt.database.writer() as conn:
             auth_service.take(conn, bucket=f"ingest:{source_system}", rate=settings.ingest_rate_limit,
@@ -201,6 +214,9 @@ class _SessionInterface(SecureCookieSessionInterface):
     def open_session(self, app: Flask, request: Request) -> Any:
         # Probes and static files never need a session (nor the database round trip its key may cost).
         if request.path in ("/healthz", "/readyz") or request.path.startswith(PUBLIC_PREFIXES):
+            return None
+        # Ingestion authenticates by token or signature only, and each webhook would pay for the cookie.
+        if request.method == "POST" and INGEST_PATH.match(request.path):
             return None
         return super().open_session(app, request)
 

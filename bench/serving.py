@@ -50,7 +50,7 @@ def start(ctx: Any, kind: str) -> str:
         try:
             if requests.get(url + ready, timeout=2).status_code == 200:
                 break
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or too busy starting to answer in time
             pass
         time.sleep(0.2)  # polling interval while the port opens
     else:

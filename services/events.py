@@ -1,10 +1,12 @@
 """Events: kept byte for byte as received, with a JSONB copy for queries when the body allows one."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,6 +15,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from services import masking as masking_rules
 from services.errors import NotFound
 from services.executions import decode_cursor, encode_cursor, payload_filter
 
@@ -46,59 +49,83 @@ class IngestResult:
     event_type: str | None = None
 
 
+@dataclass(frozen=True)
+class PreparedEvent:
+    """An event parsed and checked in memory: what record() stores."""
+
+    event_id: UUID
+    incoming: IncomingEvent
+    payload: Any
+    event_type: str | None
+    rejected_reason: str | None
+    jsonb: str | None  # the text of the JSONB query copy, None when the body is not storable JSON
+
+
+_COLUMNS = ("event_id, source_system, event_type, content_type, raw_body, payload, payload_hash, size_bytes, "
+            "idempotency_key, headers, traceparent, rejected_reason")
+_VALUES = (":id, :src, :type, :ct, :raw, CAST(:payload AS jsonb), :hash, :size, :key, CAST(:headers AS jsonb), "
+           ":tp, :reason")
+_INSERT = sa.text(f"INSERT INTO events ({_COLUMNS}) VALUES ({_VALUES})")
+# The key is claimed and the event inserted by one statement: the event exists iff the claim
+# succeeded, and a concurrent claim of the same key waits for this one to commit, then stores nothing.
+_INSERT_KEYED = sa.text(
+    "WITH claim AS (INSERT INTO event_idempotency (source_system, idempotency_key, event_id) "
+    "VALUES (:src, :key, :id) ON CONFLICT DO NOTHING RETURNING event_id) "
+    f"INSERT INTO events ({_COLUMNS}) SELECT {_VALUES} FROM claim RETURNING event_id")
+# What masking.normalise_key drops from a key before comparing ("-", "_" and what regex \s matches,
+# which is str.isspace, all below U+3001), as a translate table: ten times faster than the regex.
+_SEPARATORS = dict.fromkeys([ord("-"), ord("_"), *(c for c in range(0x3001) if chr(c).isspace())])
+_ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|(.))", re.DOTALL)
+_ESCAPED = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+
+
 def parse_body(body: bytes, *, max_depth: int) -> tuple[Any, str | None]:
     """The JSON value of a body, or None and the reason it cannot be one."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return None, f"body is not valid UTF-8 (byte {exc.start})"
-    # Depth can only exceed the limit if there are that many brackets; most bodies skip the scan.
-    if text.count("[") + text.count("{") > max_depth:
-        depth = _nesting_depth(text)
-        if depth > max_depth:
-            return None, f"JSON nesting depth {depth} exceeds the limit of {max_depth}"
-    try:
-        value = json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        return None, f"body is not JSON: {exc}"
-    # NUL and lone surrogates can only come from \u escapes (JSON forbids raw control characters).
-    if "\\u" not in text:
-        return value, None
-    problem = _jsonb_incompatibility(value)
-    return (None, problem) if problem else (value, None)
+    _, value, reason = _parse(body, max_depth=max_depth)
+    return value, reason
+
+
+def prepare(incoming: IncomingEvent, *, max_depth: int,
+            masking: tuple[Sequence[str], Sequence[str]] | None = None) -> PreparedEvent:
+    """Parse, check and mask an event in memory (no I/O), ready for record().
+
+    masking is (key names, JSON paths): the JSONB copy for queries is masked so credentials in a
+    webhook body are not spread into query results; the raw bytes stay the record.
+    """
+    text, payload, reason = _parse(incoming.body, max_depth=max_depth)
+    event_type = incoming.event_type or _type_from_body(payload)
+    return PreparedEvent(uuid.uuid4(), incoming, payload, event_type, reason,
+                         None if reason else _jsonb_text(text, payload, masking))
+
+
+def record(conn: Connection, event: PreparedEvent) -> IngestResult:
+    """Store a prepared event; a repeated idempotency key returns the first event and stores nothing.
+
+    An accepted event is a single statement (the idempotency claim folded in, the 'received' fact
+    written by the events trigger), so on an autocommit connection it is durable in one round trip.
+    A rejected one takes two statements: conn must then be in a transaction.
+    """
+    incoming = event.incoming
+    params = {"id": event.event_id, "src": incoming.source_system, "type": event.event_type,
+              "ct": incoming.content_type, "raw": incoming.body, "payload": event.jsonb,
+              "hash": hashlib.sha256(incoming.body).hexdigest(), "size": len(incoming.body),
+              "key": incoming.idempotency_key, "headers": json.dumps(_kept_headers(incoming.headers)),
+              "tp": incoming.traceparent, "reason": event.rejected_reason}
+    if incoming.idempotency_key:
+        if conn.execute(_INSERT_KEYED, params).first() is None:
+            return _duplicate(conn, incoming)
+    else:
+        conn.execute(_INSERT, params)
+    if event.rejected_reason:
+        append_status(conn, event_id=event.event_id, status="rejected", detail={"reason": event.rejected_reason})
+    return IngestResult(event.event_id, False, "rejected" if event.rejected_reason else "received",
+                        event.rejected_reason, event.payload, event.event_type)
 
 
 def ingest(conn: Connection, incoming: IncomingEvent, *, max_depth: int,
-           masker: Callable[[Any], Any] | None = None) -> IngestResult:
-    """Store an event as received; a repeated idempotency key returns the first event and stores nothing.
-
-    The raw bytes are the record; the JSONB copy for queries is masked (masker) so credentials in
-    a webhook body are not spread into query results.
-    """
-    event_id = uuid.uuid4()
-    if incoming.idempotency_key:
-        first = conn.execute(sa.text(
-            "INSERT INTO event_idempotency (source_system, idempotency_key, event_id) VALUES (:s, :k, :e) "
-            "ON CONFLICT DO NOTHING RETURNING event_id"),
-            {"s": incoming.source_system, "k": incoming.idempotency_key, "e": event_id}).scalar()
-        if first is None:
-            return _duplicate(conn, incoming)
-    payload, reason = parse_body(incoming.body, max_depth=max_depth)
-    event_type = incoming.event_type or _type_from_body(payload)
-    conn.execute(sa.text(
-        "INSERT INTO events (event_id, source_system, event_type, content_type, raw_body, payload, payload_hash, "
-        "size_bytes, idempotency_key, headers, traceparent, rejected_reason) VALUES (:id, :src, :type, :ct, "
-        ":raw, CAST(:payload AS jsonb), :hash, :size, :key, CAST(:headers AS jsonb), :tp, :reason)"),
-        {"id": event_id, "src": incoming.source_system, "type": event_type, "ct": incoming.content_type,
-         "raw": incoming.body,
-         "payload": json.dumps(masker(payload) if masker else payload) if reason is None else None,
-         "hash": hashlib.sha256(incoming.body).hexdigest(), "size": len(incoming.body),
-         "key": incoming.idempotency_key, "headers": json.dumps(_kept_headers(incoming.headers)),
-         "tp": incoming.traceparent, "reason": reason})
-    # The 'received' fact is appended by the events trigger (migration 0012); only a rejection is added here.
-    if reason:
-        append_status(conn, event_id=event_id, status="rejected", detail={"reason": reason})
-    return IngestResult(event_id, False, "rejected" if reason else "received", reason, payload, event_type)
+           masking: tuple[Sequence[str], Sequence[str]] | None = None) -> IngestResult:
+    """Store an event as received (prepare + record in conn's transaction)."""
+    return record(conn, prepare(incoming, max_depth=max_depth, masking=masking))
 
 
 def append_status(conn: Connection, *, event_id: UUID, status: str, detail: dict[str, Any] | None = None) -> None:
@@ -159,6 +186,73 @@ def list_events(conn: Connection, *, source_system: str | None = None, event_typ
     items = [dict(r) for r in rows[:limit]]
     next_cursor = encode_cursor(items[-1]["received_at"], items[-1]["event_id"]) if len(rows) > limit else None
     return {"items": items, "next_cursor": next_cursor}
+
+
+def _parse(body: bytes, *, max_depth: int) -> tuple[str | None, Any, str | None]:
+    """(text, JSON value, None) for a storable JSON body, else (text or None, None, reason)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, None, f"body is not valid UTF-8 (byte {exc.start})"
+    # Depth can only exceed the limit if there are that many brackets; most bodies skip the scan.
+    if text.count("[") + text.count("{") > max_depth:
+        depth = _nesting_depth(text)
+        if depth > max_depth:
+            return text, None, f"JSON nesting depth {depth} exceeds the limit of {max_depth}"
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        return text, None, f"body is not JSON: {exc}"
+    # NUL and lone surrogates can only come from \u escapes (JSON forbids raw control characters).
+    if "\\u" not in text:
+        return text, value, None
+    problem = _jsonb_incompatibility(value)
+    return (text, None, problem) if problem else (text, value, None)
+
+
+def _jsonb_text(text: str | None, value: Any, masking: tuple[Sequence[str], Sequence[str]] | None) -> str:
+    """The JSONB copy's text: the body itself when masking cannot change it (no re-serialising), else the masked value.
+
+    PostgreSQL parses the body text as faithfully as Python did (_parse refused what JSONB cannot hold).
+    """
+    if text is not None and (masking is None or not _masking_may_apply(text, *masking)):
+        return text
+    keys, paths = masking or ((), ())
+    return json.dumps(masking_rules.mask_payload(value, keys=keys, paths=paths))
+
+
+def _masking_may_apply(text: str, keys: Sequence[str], paths: Sequence[str]) -> bool:
+    """False only when no key of the body can match a masking rule, decided on the text in C speed.
+
+    Sound because every key, escapes decoded, appears in the text with its escapes decoded (also the
+    keys of JSON documents embedded in strings, which masking visits too, unless they carry escapes
+    of their own), and normalising (dropping separators, casefolding) works character by character,
+    so a matching key leaves the rule's normalised name inside the normalised text. Escapes within
+    escapes, glob patterns and path rules take the full walk.
+    """
+    if paths:
+        return True
+    names = _rule_names(tuple(keys))
+    if names is None:
+        return True
+    if "\\" in text:
+        text = _ESCAPE.sub(_unescape, text)
+        if "\\" in text:
+            return True
+    flat = text.translate(_SEPARATORS).casefold()
+    return any(name in flat for name in names)
+
+
+def _unescape(match: re.Match[str]) -> str:
+    code, char = match.groups()
+    return chr(int(code, 16)) if code else _ESCAPED.get(char, char)
+
+
+@functools.lru_cache(maxsize=64)
+def _rule_names(keys: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The normalised key names, or None when a glob pattern needs the full walk."""
+    names = tuple(masking_rules.normalise_key(key) for key in keys)
+    return None if any(ch in name for name in names for ch in "*?[") else names
 
 
 def _duplicate(conn: Connection, incoming: IncomingEvent) -> IngestResult:

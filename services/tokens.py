@@ -5,6 +5,8 @@ import base64
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -108,6 +110,7 @@ def list_tokens(conn: Connection, *, source_system: str | None = None, include_r
 
 def revoke_token(conn: Connection, *, token_id: str, now: datetime) -> Token:
     """Revoke a token by id or by its unique id prefix; revoking twice keeps the first time."""
+    authstate.changed()  # drops this process's cached verifications at once
     rows = conn.execute(sa.text(f"SELECT {_COLUMNS} FROM api_tokens WHERE CAST(token_id AS text) LIKE :p"),
                         {"p": token_id.lower().replace("%", "") + "%"}).mappings().all()
     if len(rows) != 1:
@@ -148,3 +151,33 @@ def touch(conn: Connection, *, token_id: UUID, now: datetime) -> None:
 def same(a: str, b: str) -> bool:
     """Constant-time string comparison."""
     return hmac.compare_digest(a.encode(), b.encode())
+
+
+class VerifiedTokens:
+    """Ingestion tokens verified in the last `seconds`, per process, so a webhook needs no token query.
+
+    Keyed by the token's hash and source, never the secret. A token created or revoked in this
+    process drops every entry at once (authstate generation); revocation in another process takes
+    effect within `seconds`. Failures are never cached.
+    """
+
+    def __init__(self, seconds: float, max_entries: int = 4096) -> None:
+        self.seconds = seconds
+        self.max_entries = max_entries
+        self._entries: dict[tuple[str, str], tuple[float, int, UUID]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, *, secret: str, source_system: str) -> UUID | None:
+        """The token id of a recent successful verification of secret for source_system, or None."""
+        entry = self._entries.get((source_system, hash_token(secret)))
+        if entry is None or entry[0] < time.monotonic() or entry[1] != authstate.generation():
+            return None
+        return entry[2]
+
+    def put(self, *, secret: str, source_system: str, token_id: UUID, generation: int) -> None:
+        """Remember a verification that started at credentials generation `generation`."""
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()  # many distinct tokens: start over rather than grow without bound
+            self._entries[(source_system, hash_token(secret))] = (time.monotonic() + self.seconds, generation,
+                                                                 token_id)

@@ -109,6 +109,20 @@ def test_ingestion_without_a_valid_token_for_the_source_is_401_and_stores_nothin
     assert listed[good.token.token_id].last_used_at is not None
 
 
+def test_a_verified_token_is_cached_only_for_its_source_and_a_revocation_here_ends_it_at_once(secure_app, secure_db):
+    source, other = _source(), _source()
+    issued = _issue(secure_db, source)
+    client = secure_app.test_client()
+    headers = {"Authorization": f"Bearer {issued.secret}"}
+    assert client.post(f"/api/v1/events/{source}", json={"n": 1}, headers=headers).status_code == 202
+    assert client.post(f"/api/v1/events/{source}", json={"n": 2}, headers=headers).status_code == 202  # cached
+    assert client.post(f"/api/v1/events/{other}", json={"n": 3}, headers=headers).status_code == 401
+    with secure_db.writer() as conn:
+        tokens.revoke_token(conn, token_id=str(issued.token.token_id), now=NOW)
+    assert client.post(f"/api/v1/events/{source}", json={"n": 4}, headers=headers).status_code == 401
+    assert _stored(secure_db, source) == 2 and _stored(secure_db, other) == 0
+
+
 def test_standard_webhook_signatures_are_checked_with_a_tolerance_window(secure_app, secure_db):
     source = _source()
     issued = _issue(secure_db, source, signed=True)
