@@ -36,6 +36,13 @@ MAX_QUERY_CHARS = 500
 # in the index, so ranking re-parses each candidate's text once; "exact" checks that vector first, so the
 # whole-token regex only reads the text of phrase matches.
 CANDIDATES = 300
+# A word in a quarter of all steps (a common surname, "timeout") makes the GIN index return hundreds of
+# thousands of rows, each re-parsed to confirm the match: a minute at 1,000,000 steps. GIN's own
+# gin_fuzzy_search_limit caps what one index scan returns (a random subset past the cap), so such a
+# query answers from a sample and says so; rare words, which investigations mostly look for, are exact.
+FUZZY_LIMIT = 3000
+# A search that still runs this long is stopped with a clear error instead of holding a connection.
+TIMEOUT_MS = 15_000
 SEARCH_SQL = """
 WITH q AS (SELECT websearch_to_tsquery('simple', :q) AS tsq),
 candidates AS (
@@ -64,7 +71,8 @@ hits AS (
   ORDER BY exact DESC, rank DESC, c.created_at DESC, c.step_id
   LIMIT :limit
 )
-SELECT h.*, ts_headline('simple', h.search_text, q.tsq, :options) AS headline
+SELECT h.*, ts_headline('simple', h.search_text, q.tsq, :options) AS headline,
+       (SELECT count(*) FROM candidates) AS candidate_count
 FROM hits h CROSS JOIN q
 ORDER BY h.exact DESC, h.rank DESC, h.created_at DESC, h.step_id
 """
@@ -74,9 +82,24 @@ def search(conn: Connection, *, q: str, workflow_id: str | None = None, status: 
            since: datetime | None = None, until: datetime | None = None, limit: int = 20) -> dict[str, Any]:
     """Steps whose extracted text matches q, ranked, each with a highlighted snippet and a timeline link."""
     sql, params = _statement(q, workflow_id=workflow_id, status=status, since=since, until=until, limit=limit)
-    rows = conn.execute(sa.text(sql), params).mappings().all()
+    # SET LOCAL: both end with the caller's transaction.
+    conn.exec_driver_sql(f"SET LOCAL gin_fuzzy_search_limit = {int(FUZZY_LIMIT)}")
+    conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(TIMEOUT_MS)}")
+    try:
+        rows = conn.execute(sa.text(sql), params).mappings().all()
+    except sa.exc.OperationalError as exc:
+        if "statement timeout" not in str(exc):
+            raise
+        raise InvalidInput(f"the search for {params['q']!r} took longer than {TIMEOUT_MS // 1000} s; narrow it "
+                           "with a workflow, a status or a time range, or use a rarer word") from exc
     query = params["q"]
-    return {"query": query, "backend": "postgresql", "items": [_hit(dict(r), query) for r in rows]}
+    sampled = bool(rows) and rows[0]["candidate_count"] >= CANDIDATES
+    result = {"query": query, "backend": "postgresql", "items": [_hit(dict(r), query) for r in rows],
+              "sampled": sampled}
+    if sampled:
+        result["note"] = (f"more than {CANDIDATES} steps match; these are the best of the newest matches found "
+                          "(very common words are answered from a sample): add filters to narrow the search")
+    return result
 
 
 def explain(conn: Connection, *, q: str, analyze: bool = False, **filters: Any) -> str:
@@ -170,6 +193,7 @@ def _statement(q: str, *, workflow_id: str | None = None, status: str | None = N
 
 
 def _hit(row: dict[str, Any], query: str) -> dict[str, Any]:
+    row.pop("candidate_count", None)
     text = row.pop("search_text") or ""
     headline = row.pop("headline") or ""
     row["rank"] = float(row["rank"] or 0)

@@ -274,3 +274,27 @@ def _md5_uuids(*, conn_db: Database, prefix: str, mod: int) -> list[str]:
         return [r[0] for r in conn.execute(sa.text(
             "SELECT md5(:p || i)::uuid::text FROM generate_series(1, 100000) AS i WHERE i % 25000 = :m"),
             {"p": prefix, "m": mod})]
+
+
+def test_a_very_common_word_is_answered_from_a_sample_and_the_answer_says_so(database, cfg, monkeypatch):
+    wf, word = _wf(), f"commonword{uuid.uuid4().hex[:6]}"
+    record_run(database, cfg, wf, [{"name": f"s{n}", "output": {"note": f"{word} number {n}"}} for n in range(12)])
+    record_run(database, cfg, wf, [{"name": "rare", "output": {"note": f"{word}rare only here"}}])
+    monkeypatch.setattr(search, "CANDIDATES", 5)
+
+    with database.reader() as conn:
+        common = search.search(conn, q=word, workflow_id=wf)
+        rare = search.search(conn, q=f"{word}rare", workflow_id=wf)
+
+    assert common["sampled"] and "add filters" in common["note"] and len(common["items"]) == 5
+    assert not rare["sampled"] and "note" not in rare and len(rare["items"]) == 1
+
+
+def test_a_search_that_runs_too_long_is_stopped_with_a_clear_message(database, cfg, monkeypatch):
+    wf = _wf()
+    record_run(database, cfg, wf, [{"output": {"note": "slow search"}}])
+    monkeypatch.setattr(search, "SEARCH_SQL", "SELECT pg_sleep(0.5) AS x")
+    monkeypatch.setattr(search, "TIMEOUT_MS", 50)
+
+    with database.reader() as conn, pytest.raises(InvalidInput, match="took longer than"):
+        search.search(conn, q="slow", workflow_id=wf)
