@@ -28,11 +28,12 @@ WHERE (CAST(:workflow AS text) IS NULL OR s.workflow_id = :workflow)
 ORDER BY s.created_at DESC, s.execution_id DESC
 LIMIT :limit
 """
-# The GIN index answers the payload condition first (OFFSET 0 keeps the planner from walking the
-# time index and testing containment row by row, which is 100x slower at 10,000 executions).
-PAYLOAD_JOIN = ("JOIN (SELECT execution_id, created_at FROM executions "
-                "WHERE trigger_payload @> CAST(:contains AS jsonb) OFFSET 0) e "
-                "ON e.execution_id = s.execution_id AND e.created_at = s.created_at")
+# The GIN index answers the payload condition first, as an array computed once (an InitPlan); the
+# matching executions are then fetched by primary key. As a join, the planner trusted GIN's row
+# estimate (~1% of the table) and hashed a sequential scan of execution_state: 60 ms at 100,000
+# executions for one match. Walking the time index and testing containment row by row was worse.
+PAYLOAD_CONDITION = ("AND s.execution_id = ANY(ARRAY(SELECT execution_id FROM executions "
+                     "WHERE trigger_payload @> CAST(:contains AS jsonb)))")
 
 
 def payload_filter(fields: dict[str, str]) -> dict[str, Any]:
@@ -57,8 +58,7 @@ def search(conn: Connection, *, workflow_id: str | None = None, status: str | No
     """A page of executions, newest first; payload conditions are answered through the GIN index."""
     after = decode_cursor(cursor)
     contains = payload_filter(payload) if payload else None
-    sql = SEARCH_SQL.format(join=PAYLOAD_JOIN if contains else "",
-                            payload="")
+    sql = SEARCH_SQL.format(join="", payload=PAYLOAD_CONDITION if contains else "")
     rows = conn.execute(sa.text(sql), {
         "workflow": workflow_id, "status": status, "source": trigger_source, "since": since, "until": until,
         "after_at": after[0] if after else None, "after_id": after[1] if after else None,

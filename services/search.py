@@ -113,7 +113,7 @@ def explain_field_lookup(conn: Connection, *, payload: dict[str, str], **filters
     """The plan of executions.search for payload field conditions (proves the GIN index is used)."""
     contains = executions.payload_filter(payload)
     sql = executions.SEARCH_SQL.format(
-        join=executions.PAYLOAD_JOIN, payload="")
+        join="", payload=executions.PAYLOAD_CONDITION)
     params = {"workflow": filters.get("workflow_id"), "status": filters.get("status"),
               "source": filters.get("trigger_source"), "since": filters.get("since"),
               "until": filters.get("until"), "after_at": None, "after_id": None,
