@@ -27,6 +27,10 @@ STEPS_SQL = sa.text(
 PAYLOAD_META_SQL = sa.text(
     "SELECT payload_id, kind, size_bytes, stored_bytes, sha256, uri, codec, policy FROM payloads "
     "WHERE execution_id = :e")
+# The same rows with their bytes: one read serves the metadata and the decoding.
+PAYLOAD_ROWS_SQL = sa.text(
+    "SELECT payload_id, kind, size_bytes, stored_bytes, sha256, uri, codec, policy, dict_id, data FROM payloads "
+    "WHERE execution_id = :e")
 
 
 def get_execution(conn: Connection, cfg: PayloadConfig, execution_id: UUID, *,
@@ -36,14 +40,15 @@ def get_execution(conn: Connection, cfg: PayloadConfig, execution_id: UUID, *,
     if row is None:
         raise NotFound(f"execution {execution_id} not found")
     execution = dict(row)
-    meta = {m.payload_id: m for m in conn.execute(PAYLOAD_META_SQL, {"e": execution_id})}
+    rows = conn.execute(PAYLOAD_ROWS_SQL if include_payloads else PAYLOAD_META_SQL, {"e": execution_id}).all()
+    meta = {m.payload_id: m for m in rows}
     if execution["trigger_payload"] is None and execution["trigger_payload_id"]:
         execution["trigger_payload"] = payloads.load(conn, cfg, execution["trigger_payload_id"])
     steps = [dict(s) for s in conn.execute(STEPS_SQL, {"e": execution_id}).mappings()]
     context_id = next((m.payload_id for m in meta.values() if m.kind == "context"), None)
     wanted = {s[k] for s in steps for k in ("input_payload_id", "output_payload_id") if s[k]}
     wanted |= {context_id} if context_id else set()
-    values = payloads.load_execution(conn, cfg, execution_id, wanted) if include_payloads and wanted else {}
+    values = payloads.decode_rows(conn, cfg, rows, wanted) if include_payloads and wanted else {}
     execution["steps"] = [_step(s, meta, values) for s in steps]
     execution["context_snapshot"] = values.get(context_id) if context_id else None
     execution["audit_events"] = audit_events(conn, execution_id)

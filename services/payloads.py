@@ -138,14 +138,12 @@ def load(conn: Connection, cfg: PayloadConfig, payload_id: UUID) -> Any:
     return json.loads(load_raw(conn, cfg, payload_id))
 
 
-def load_execution(conn: Connection, cfg: PayloadConfig, execution_id: UUID,
-                   wanted: set[UUID] | None = None) -> dict[UUID, Any]:
-    """Every payload of one execution in one query (reading a timeline must not cost a query per step).
+def decode_rows(conn: Connection, cfg: PayloadConfig, rows: Any, wanted: set[UUID] | None = None) -> dict[UUID, Any]:
+    """Decode payload rows already read (payload_id, dict_id, data, uri), keeping those in wanted; reading
+    a timeline must not cost a query per step.
 
     Payloads whose rows left PostgreSQL (archived, erased) are read one by one through load().
     """
-    rows = conn.execute(sa.text(
-        "SELECT payload_id, dict_id, data, uri FROM payloads WHERE execution_id = :e"), {"e": execution_id}).all()
     out: dict[UUID, Any] = {}
     for row in rows:
         if wanted is not None and row.payload_id not in wanted:
