@@ -325,6 +325,9 @@ def _audit_cleanup(database: Database, now: datetime, opts: RetentionOptions, he
                 break
 
 
+PURGE_CHUNK = 200_000
+
+
 def _purge_payloads(database: Database, now: datetime, opts: RetentionOptions, report: PruneReport,
                     tick: Progress) -> None:
     """Payload rows now held by an archive leave PostgreSQL: whole partitions when all rows went, else batches."""
@@ -335,18 +338,24 @@ def _purge_payloads(database: Database, now: datetime, opts: RetentionOptions, r
     _drop_partitions(database, "payloads", now, report, keep_sql=f"NOT ({gone})", held=[])
     for parent in ("steps", "executions", "events"):
         _drop_partitions(database, parent, now, report, keep_sql="true", held=[])
-    with database.reader() as conn:
-        # Rows archived by an earlier run that stopped before purging them.
-        ids = list(conn.execute(sa.text(
-            "SELECT a.payload_id FROM archived_payloads a JOIN payloads p ON p.payload_id = a.payload_id "
-            "LIMIT 1000000")).scalars())
     size = opts.batch_size * 4
-    for start in range(0, len(ids), size):
-        with _tx(database, report) as conn:
-            n = conn.execute(sa.text("DELETE FROM payloads WHERE payload_id = ANY(:ids)"),
-                             {"ids": ids[start:start + size]}).rowcount
-        report.payload_rows_deleted += n
-        tick("purge", n)
+    while True:
+        # Archived rows still in PostgreSQL, this run's and any an earlier run left, a chunk at a time
+        # until none is left (a single capped read left half of a 2,000,000-payload archive behind).
+        with database.reader() as conn:
+            ids = list(conn.execute(sa.text(
+                "SELECT a.payload_id FROM archived_payloads a JOIN payloads p ON p.payload_id = a.payload_id "
+                "LIMIT :n"), {"n": PURGE_CHUNK}).scalars())
+        deleted = 0
+        for start in range(0, len(ids), size):
+            with _tx(database, report) as conn:
+                n = conn.execute(sa.text("DELETE FROM payloads WHERE payload_id = ANY(:ids)"),
+                                 {"ids": ids[start:start + size]}).rowcount
+            report.payload_rows_deleted += n
+            deleted += n
+            tick("purge", n)
+        if len(ids) < PURGE_CHUNK or deleted == 0:
+            return
 
 
 def partitions(conn: Connection, parent: str) -> list[tuple[str, datetime]]:

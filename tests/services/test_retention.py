@@ -116,6 +116,19 @@ def test_400_days_ahead_hot_rows_are_archived_then_moved_to_glacier_ir(
           f"archive object {manifest.size_bytes} bytes")
 
 
+def test_every_archived_payload_leaves_postgresql_even_beyond_one_purge_read(
+        db: Database, cfg: PayloadConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = _scenario(db, cfg)
+    monkeypatch.setattr(retention, "PURGE_CHUNK", 7)  # 400 archived payloads: 58 reads
+
+    report = retention.prune(db, cfg, now=datetime.now(UTC) + AHEAD, options=RetentionOptions(batch_size=2))
+
+    with db.reader() as conn:
+        remaining = conn.execute(sa.text(
+            "SELECT count(*) FROM payloads WHERE execution_id = ANY(:ids)"), {"ids": ids["hot"]}).scalar()
+    assert remaining == 0 and report.payload_rows_deleted >= 400
+
+
 def test_legal_hold_and_retain_on_failure_data_survive_the_end_of_retention(db: Database, cfg: PayloadConfig) -> None:
     ids = _scenario(db, cfg)
     with db.reader() as conn:
