@@ -50,7 +50,9 @@ class RetentionOptions:
     days: int | None = None  # --days: overrides every workflow's hot window
     workflow_id: str | None = None
     batch_size: int = 500
-    archive_max_executions: int = 2000
+    # Executions per archive object: 1,000 x 20 realistic payloads is ~20 MB (far above the 128 KB IA
+    # minimum) and registering it is one maintainer transaction of about half a second at 100k scale.
+    archive_max_executions: int = 1000
     dry_run: bool = False
 
 
