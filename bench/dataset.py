@@ -153,6 +153,11 @@ def _load_chunk(ctx: Any, pools: dict[str, Pool], chunk: int, count: int) -> Non
         index = chunk * CHUNK + offset
         _execution(rng, rows, index, names[index % len(names)], pools, templates,
                    origin + span * (index / max(1, ctx.executions)))
+    copy_rows(ctx, rows)
+
+
+def copy_rows(ctx: Any, rows: dict[str, list[tuple]]) -> None:
+    """COPY generated rows into the real tables as the writer, in one transaction."""
     raw = ctx.database.engine("writer").raw_connection()
     try:
         with raw.driver_connection.cursor() as cur:

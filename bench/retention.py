@@ -79,16 +79,7 @@ def load_batch(ctx: Context, workflow_id: str, count: int) -> None:
         # The batch's steps carry no search text: archiving never reads or moves it, and maintaining its
         # full-text and trigram entries made loading 100,000 executions take most of an hour.
         rows["steps"] = [(*row[:-1], None) for row in rows["steps"]]
-        raw = ctx.database.engine("writer").raw_connection()
-        try:
-            with raw.driver_connection.cursor() as cur:
-                for table, cols in dataset.COLUMNS.items():
-                    with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
-                        for row in rows[table]:
-                            copy.write_row(row)
-            raw.driver_connection.commit()
-        finally:
-            raw.close()
+        dataset.copy_rows(ctx, rows)
 
 
 def _payload_view(execution: dict[str, Any]) -> list[tuple]:
