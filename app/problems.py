@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import sqlalchemy as sa
 from flask import Flask, Response, json, request
 from werkzeug.exceptions import HTTPException
 
@@ -78,5 +79,14 @@ def init_app(server: Flask) -> None:
     def _unexpected(exc: Exception) -> Response:
         if isinstance(exc, HTTPException):
             return _http_error(exc)
+        if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+            # The writer pool does not ping before each use (a round trip per request); after a database
+            # restart the first statement on a stale connection fails here and the pool is discarded, so
+            # the client's retry gets a fresh connection.
+            log.warning("database connection lost on %s %s: %s", request.method, request.path, exc.orig)
+            return problem(503, "Database unavailable",
+                           "The connection to the database was lost before the request completed. Send it "
+                           "again (with an Idempotency-Key a repeat is stored once).", slug="database-unavailable",
+                           headers={"Retry-After": "1"})
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem(500, "Internal error", "The server failed; the error is in its log.")

@@ -1,4 +1,6 @@
 """Probes: /healthz while the process lives, /readyz only when the database is ready."""
+import uuid
+
 from app.factory import create_app
 from app.runtime import Runtime, database_for
 from app.settings import Settings
@@ -49,3 +51,34 @@ def test_unknown_api_path_is_a_problem_body(client):
     response = client.get("/api/v1/nothing-here")
     assert response.status_code == 404
     assert response.mimetype == "application/problem+json"
+
+
+def test_a_lost_writer_connection_answers_503_once_and_the_retry_is_stored(app, database, settings):
+    from dataclasses import replace
+
+    import sqlalchemy as sa
+
+    # Its own engines, so terminating their connection leaves the session's pools alone.
+    own = replace(database, pool_size=1, _engines={})
+    stale = create_app(runtime=Runtime(settings=settings, database=own), start_scheduler=False)
+    source = f"src-lost-{uuid.uuid4().hex[:8]}"
+    try:
+        client = stale.test_client()
+        assert client.post(f"/api/v1/events/{source}", json={"n": 1}).status_code == 202
+        with own.engine("writer").connect() as conn:
+            pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+        with database.admin() as conn:
+            assert conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar_one()
+
+        lost = client.post(f"/api/v1/events/{source}", json={"n": 2})
+        assert lost.status_code == 503
+        assert lost.mimetype == "application/problem+json" and lost.headers["Retry-After"] == "1"
+        assert "send it again" in lost.get_json()["detail"].lower()
+        assert client.post(f"/api/v1/events/{source}", json={"n": 2}).status_code == 202
+        with database.admin() as conn:
+            stored = conn.execute(sa.text("SELECT payload->>'n' FROM events WHERE source_system = :s ORDER BY "
+                                          "received_at"), {"s": source}).scalars().all()
+        assert stored == ["1", "2"]
+    finally:
+        own.dispose()
+        db.configure(app.extensions["flowledger"].database)
