@@ -15,6 +15,7 @@ import pandas as pd
 from components.theme import STATUS_COLORS
 
 DEFAULT_PAGE = 100
+NO_ROWS = "No {what} match these filters. Widen the time range or press Reset."
 MAX_PAGE = 1000
 _EQUALS_FILTER = {
     "filter": "agTextColumnFilter",
@@ -82,7 +83,7 @@ EVENT_COLUMNS: list[dict[str, Any]] = [
 ]
 
 
-def _infinite_grid(id: str, columns: list[dict[str, Any]], filters: Mapping[str, Any]) -> dag.AgGrid:
+def _infinite_grid(id: str, columns: list[dict[str, Any]], filters: Mapping[str, Any], *, nothing: str) -> dag.AgGrid:
     """An infinite-row-model grid; page filters ride along as the grid context into every getRowsRequest."""
     context = {key: value for key, value in filters.items() if value not in (None, "", [])}
     return dag.AgGrid(
@@ -101,6 +102,8 @@ def _infinite_grid(id: str, columns: list[dict[str, Any]], filters: Mapping[str,
             "animateRows": False,
             "tooltipShowDelay": 300,
             "suppressCellFocus": True,
+            # AG Grid's own "No Rows To Show" does not say what to do about it.
+            "localeText": {"noRowsToShow": nothing},
         },
         className="fl-grid",
         style={"height": "calc(100vh - 220px)", "minHeight": "360px"},
@@ -109,12 +112,12 @@ def _infinite_grid(id: str, columns: list[dict[str, Any]], filters: Mapping[str,
 
 def executions_grid(id: str, **filters: Any) -> dag.AgGrid:
     """Executions table: id links to /executions/<id>, coloured status, server-side rows and sorting."""
-    return _infinite_grid(id, EXECUTION_COLUMNS, filters)
+    return _infinite_grid(id, EXECUTION_COLUMNS, filters, nothing=NO_ROWS.format(what="executions"))
 
 
 def events_grid(id: str, **filters: Any) -> dag.AgGrid:
     """Events table: id links to /events/<id>, coloured status, server-side rows and sorting."""
-    return _infinite_grid(id, EVENT_COLUMNS, filters)
+    return _infinite_grid(id, EVENT_COLUMNS, filters, nothing=NO_ROWS.format(what="events"))
 
 
 def to_filters(request: Mapping[str, Any] | None, *, columns: Iterable[str] | None = None) -> dict[str, Any]:

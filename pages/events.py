@@ -5,7 +5,8 @@ import dash
 from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, html
 
 from components import grids
-from pages.common import EVENT_STATUSES, field, has_route, href, panel_errors, parse_time, parse_uuid
+from components.cards import empty_state
+from pages.common import EVENT_STATUSES, curl_example, field, has_route, href, panel_errors, parse_time, parse_uuid
 from services import browse, db, replay
 
 dash.register_page(__name__, path="/events", title="Events · Flowledger", name="Events")
@@ -16,6 +17,7 @@ def layout(source: str | None = None, type: str | None = None, status: str | Non
            since: str | None = None, until: str | None = None, workflow: str | None = None, **_query) -> html.Div:
     with db.reader() as conn:
         workflows = browse.workflow_ids(conn)
+        recorded = browse.ledger_has(conn, "events")
     selection = {"source_system": source, "event_type": type, "status": status, "since": since, "until": until,
                  "workflow_id": workflow}
     grid = grids.events_grid("events-grid", **{k: v for k, v in selection.items() if k != "workflow_id"})
@@ -23,6 +25,10 @@ def layout(source: str | None = None, type: str | None = None, status: str | Non
     return html.Div([
         dcc.Store(id="events-selection", data=selection), dcc.Store(id="events-replay-id"),
         html.Div([html.H1("Events"), html.Span(id="events-count", className="fl-muted")], className="fl-page-head"),
+        None if recorded else empty_state(
+            "No events received yet", "Send one: every POST to /api/v1/events/<source> is recorded byte for byte "
+            "(add an Authorization: Bearer token if ingestion tokens are required). Or run flowledger demo.",
+            code=curl_example()),
         html.Div([
             field("Source", _input("source", source, "crm")), field("Event type", _input("type", type, "deal.won")),
             field("Status", dcc.Dropdown(list(EVENT_STATUSES), status, id="events-status", placeholder="any")),

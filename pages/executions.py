@@ -5,7 +5,8 @@ import dash
 from dash import Input, Output, State, callback, ctx, dcc, html
 
 from components import grids
-from pages.common import STATUSES, TRIGGERS, field, href, panel_errors, parse_payload, parse_time
+from components.cards import empty_state
+from pages.common import STATUSES, TRIGGERS, curl_example, field, href, panel_errors, parse_payload, parse_time
 from services import browse, db
 
 try:  # free text over step payloads (issue 7); the box is left out when the module is absent
@@ -22,11 +23,17 @@ def layout(workflow: str | None = None, status: str | None = None, trigger: str 
            **_query) -> html.Div:
     with db.reader() as conn:
         workflows = browse.workflow_ids(conn)
+        recorded = browse.ledger_has(conn, "executions")
     filters = {"workflow_id": workflow, "status": status, "trigger_source": trigger, "since": since,
                "until": until, "payload": payload}
     return html.Div([
         html.Div([html.H1("Executions"), html.Span(id="executions-count", className="fl-muted")],
                  className="fl-page-head"),
+        None if recorded else empty_state(
+            "No executions recorded yet",
+            "Executions appear here when a workflow runs: send an event to a workflow's source, report runs from "
+            "your engine with POST /api/v1/executions, or fill a demo ledger with flowledger demo.",
+            code=curl_example()),
         _filters(workflows, workflow, status, trigger, since, until, payload, q),
         html.Div(id="executions-text-hits", children=_text_hits(q, workflow, status) if q else None),
         _grid(filters), dcc.Store(id="executions-filters", data=filters),

@@ -43,7 +43,7 @@ def update_overview_content(period: str, since: str | None, until: str | None):
         data = metrics.overview(conn, window=window)
     if not data["kpis"]["executions"] and not data["kpis"]["events"]:
         return empty_state("Nothing recorded in this period",
-                           "Send a webhook to start recording, or fill a demo ledger with `flowledger demo`.",
+                           "Send a webhook to start recording, or fill a demo ledger with flowledger demo.",
                            code=curl_example())
     return html.Div([_kpis(data["kpis"]), _alert(data["crossings"]), _charts(data)])
 

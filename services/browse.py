@@ -77,6 +77,12 @@ def events_page(conn: Connection, *, offset: int = 0, limit: int = 100, sort: li
     return _page(conn, EVENTS_SQL, params, _order(sort, EVENT_SORTS, "-received_at", "event_id"), offset, limit)
 
 
+def ledger_has(conn: Connection, what: str) -> bool:
+    """Whether anything of `what` ('executions' or 'events') was ever recorded (one index probe)."""
+    table = {"executions": "execution_state", "events": "event_state"}[what]
+    return bool(conn.execute(sa.text(f"SELECT EXISTS (SELECT 1 FROM {table})")).scalar_one())
+
+
 def workflow_ids(conn: Connection) -> list[str]:
     """Every workflow id, for the filter drop-downs."""
     return list(conn.execute(sa.text("SELECT workflow_id FROM workflows ORDER BY 1")).scalars())

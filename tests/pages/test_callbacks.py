@@ -116,3 +116,27 @@ def test_a_sliding_window_moves_by_whole_windows_and_stays_in_range(pages):
     # "show step" for a failure outside the drawn window moves the window onto it
     assert pages.execution._moved("execution-step-wanted", None, "9000:1", meta, 0) == 8_999 - size // 3
     assert pages.execution._moved("execution-step-wanted", None, "9000:1", meta, 8_950) is None
+
+
+def test_an_empty_ledger_says_how_to_send_the_first_event_on_the_executions_and_events_pages(app, pages,
+                                                                                             fresh_database):
+    from services import db
+
+    fresh_database.migrate()
+    db.configure(fresh_database)
+    try:
+        with app.test_request_context("/", base_url="http://ledger.internal:8050/"):
+            executions, events = text_of(pages.executions.layout()), text_of(pages.events.layout())
+    finally:
+        db.configure(app.extensions["flowledger"].database)
+    assert "No executions recorded yet" in executions and "No events received yet" in events
+    for page in (executions, events):
+        assert "curl -X POST http://ledger.internal:8050/api/v1/events/crm" in page
+        assert "flowledger demo" in page
+
+
+def test_a_ledger_with_history_shows_no_first_event_hint(app, pages, failed_run, client):
+    assert client.post("/api/v1/events/pages-hint", json={"n": 1}).status_code == 202
+    with app.test_request_context("/"):
+        assert "No executions recorded yet" not in text_of(pages.executions.layout())
+        assert "No events received yet" not in text_of(pages.events.layout())
