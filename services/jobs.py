@@ -77,19 +77,56 @@ def _run_slot(database: Database, job: str, fn: Callable[[], dict[str, Any] | No
         run_id = conn.execute(sa.text(
             "INSERT INTO job_runs (job, slot, host) VALUES (:j, :s, :h) ON CONFLICT (job, slot) DO NOTHING "
             "RETURNING id"), {"j": job, "s": slot, "h": runner_id()}).scalar()
-    if run_id is None:
+        taken_over = None if run_id is not None else _take_over(conn, job, slot)
+        _mark_abandoned(conn, job, slot)
+    if run_id is None and taken_over is None:
         return JobOutcome(job, slot, False, "already-ran", {})
+    run_id, base = (taken_over[0], {"taken_over_from": taken_over[1]}) if taken_over else (run_id, {})
     status, detail = "succeeded", {}
     try:
-        detail = fn() or {}
+        detail = {**base, **(fn() or {})}
     except Exception as exc:  # a failed job is recorded and the scheduler carries on with the others
         log.exception("job %s (slot %s) failed", job, slot.isoformat())
-        status, detail = "failed", {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+        status, detail = "failed", {**base, "error": f"{type(exc).__name__}: {exc}"[:2000]}
     with database.writer() as conn:
         conn.execute(sa.text(
             "UPDATE job_runs SET finished_at = clock_timestamp(), status = :st, detail = CAST(:d AS jsonb) "
             "WHERE id = :id"), {"st": status, "d": json.dumps(detail, default=str), "id": run_id})
     return JobOutcome(job, slot, True, status, detail)
+
+
+def _take_over(conn: Connection, job: str, slot: datetime) -> tuple[int, str] | None:
+    """(run id, who had it) when the slot's recorded run never finished: its runner died mid-run.
+
+    Only called while holding the job's advisory lock, which every runner holds for its whole run:
+    a row still 'running' then belongs to a process that is gone (its lock went with its connection),
+    so the slot is run again rather than left unfinished for good.
+    """
+    row = conn.execute(sa.text(
+        "WITH gone AS (SELECT id, host FROM job_runs WHERE job = :j AND slot = :s AND status = 'running' "
+        "AND finished_at IS NULL FOR UPDATE) "
+        "UPDATE job_runs r SET host = :h, started_at = clock_timestamp() FROM gone WHERE r.id = gone.id "
+        "RETURNING r.id, gone.host"),
+        {"j": job, "s": slot, "h": runner_id()}).one_or_none()
+    if row is None:
+        return None
+    log.warning("job %s slot %s was left running by %s, which is gone; running it again", job,
+                slot.isoformat(), row[1])
+    return row[0], row[1]
+
+
+def _mark_abandoned(conn: Connection, job: str, slot: datetime) -> None:
+    """Close the job's earlier runs whose process died mid-run (same reasoning as _take_over), so the
+    history says 'abandoned' instead of showing them running for ever. Their work is not redone: each
+    slot of an interval job handles whatever is pending, the one running now included."""
+    gone = conn.execute(sa.text(
+        "UPDATE job_runs SET status = 'abandoned', finished_at = clock_timestamp(), "
+        "detail = detail || jsonb_build_object('abandoned_by', host, 'noticed_by', CAST(:h AS text)) "
+        "WHERE job = :j AND slot <> :s AND status = 'running' AND finished_at IS NULL RETURNING slot, host"),
+        {"j": job, "s": slot, "h": runner_id()}).all()
+    for row in gone:
+        log.warning("job %s slot %s was left running by %s, which is gone; marked abandoned", job,
+                    row.slot.isoformat(), row.host)
 
 
 def last_runs(conn: Connection) -> list[dict[str, Any]]:

@@ -104,3 +104,71 @@ def test_slots_are_aligned_so_every_process_computes_the_same_one() -> None:
     at = datetime(2030, 1, 1, 10, 17, 42, tzinfo=UTC)
     assert jobs.slot_for(at, timedelta(hours=1)) == datetime(2030, 1, 1, 10, tzinfo=UTC)
     assert jobs.slot_for(at, timedelta(minutes=1)) == datetime(2030, 1, 1, 10, 17, tzinfo=UTC)
+
+
+KILLED_WORKER = textwrap.dedent("""
+    import sys, time
+    from datetime import datetime, timezone
+    from pathlib import Path
+    from services import jobs
+    from services.db import Database
+    from sqlalchemy.engine import make_url
+
+    url, marker, job = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+    db = Database(admin_url=make_url(url))
+
+    def work():
+        marker.write_text("running")
+        time.sleep(120)  # a long job; the test kills this process while it runs
+
+    jobs.run_job(db, job, work, slot=datetime(2030, 1, 1, tzinfo=timezone.utc))
+""")
+
+
+def test_a_slot_left_running_by_a_killed_process_is_run_again_by_the_next_one(database: Database,
+                                                                             tmp_path: Path) -> None:
+    job = f"killed-{time.time_ns()}"
+    slot = datetime(2030, 1, 1, tzinfo=UTC)
+    marker = tmp_path / "running"
+    url = database.admin_url.render_as_string(hide_password=False)
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_WORKER, url, str(marker), job],
+                            cwd=Path(__file__).parents[2])
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # waiting for the worker to be inside its job, bounded by the deadline
+        assert marker.exists(), "the worker never started its job"
+        with database.reader() as conn:
+            (left,) = jobs.runs_of(conn, job)
+        assert left["status"] == "running" and left["finished_at"] is None
+    finally:
+        proc.kill()  # SIGKILL: no cleanup runs, the row stays 'running'
+        proc.wait(timeout=30)
+
+    outcome = jobs.run_job(database, job, lambda: {"ok": True}, slot=slot)
+    again = jobs.run_job(database, job, lambda: {"ok": True}, slot=slot)
+    later = jobs.run_job(database, job, lambda: {"ok": True}, slot=slot + timedelta(minutes=1))
+
+    assert (outcome.ran, outcome.status) == (True, "succeeded")
+    assert outcome.detail == {"taken_over_from": left["host"], "ok": True}
+    assert (again.ran, again.status) == (False, "already-ran")
+    assert later.ran and "taken_over_from" not in later.detail
+    with database.reader() as conn:
+        run, _ = jobs.runs_of(conn, job)
+    assert run["status"] == "succeeded" and run["finished_at"] and run["host"] == jobs.runner_id()
+
+
+def test_an_earlier_slot_left_running_is_marked_abandoned_when_the_job_next_runs(database: Database) -> None:
+    job = f"abandoned-{time.time_ns()}"
+    slot = datetime(2030, 1, 1, tzinfo=UTC)
+    # What a process killed inside its run leaves behind (its advisory lock went with its connection).
+    with database.writer() as conn:
+        conn.execute(sa.text("INSERT INTO job_runs (job, slot, host) VALUES (:j, :s, 'gone-host:1')"),
+                     {"j": job, "s": slot})
+    outcome = jobs.run_job(database, job, lambda: {"ok": True}, slot=slot + timedelta(minutes=5))
+    assert outcome.ran and outcome.status == "succeeded"
+    with database.reader() as conn:
+        old, new = jobs.runs_of(conn, job)
+    assert old["status"] == "abandoned" and old["finished_at"] is not None
+    assert old["detail"] == {"abandoned_by": "gone-host:1", "noticed_by": jobs.runner_id()}
+    assert new["status"] == "succeeded"
