@@ -15,7 +15,7 @@ from apscheduler.triggers.cron import CronTrigger
 from flask import Flask
 
 from app.runtime import Runtime
-from services import alerting, jobs, maintenance, notify, reports, retention, rollups
+from services import alerting, jobs, maintenance, notify, recovery, reports, retention, rollups
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +102,17 @@ def run_schedules(runtime: Runtime, now: datetime) -> dict[str, Any]:
     return {"started": [str(i) for i in started]}
 
 
+def run_recovery(runtime: Runtime, now: datetime) -> dict[str, Any]:
+    """End the executions whose process died mid-run (failed, interrupted, event dead-lettered)."""
+    return {"interrupted": [str(i) for i in recovery.sweep(runtime.database, now=now)]}
+
+
 JOBS: dict[str, JobSpec] = {
     "schedules": JobSpec({"trigger": "interval", "seconds": 30}, timedelta(seconds=30), run_schedules),
     "retention": JobSpec({"trigger": "cron", "minute": 17}, timedelta(hours=1), run_retention),
     "alerting": JobSpec({"trigger": "interval", "minutes": 1}, timedelta(minutes=1), run_alerting),
     "delivery": JobSpec({"trigger": "interval", "seconds": 30}, timedelta(seconds=30), run_delivery),
+    "recovery": JobSpec({"trigger": "interval", "minutes": 1}, timedelta(minutes=1), run_recovery),
     "weekly-report": JobSpec({"trigger": "cron", "day_of_week": "mon", "hour": 7}, timedelta(days=1),
                              run_weekly_report),
 }

@@ -244,6 +244,11 @@ def _finish(fc: FlowContext, execution_id: UUID, event_id: UUID | None, status: 
     return status
 
 
+# Why a failed execution sends its event to the dead-letter queue (to be replayed): its retries ran
+# out, or its process stopped mid-run (services/recovery.py).
+DEAD_LETTER_REASONS = ("retries_exhausted", "interrupted")
+
+
 def settle_event(conn: Connection, event_id: UUID) -> str | None:
     """Append the event's processing status once the latest execution of every workflow has ended."""
     # Serialise per event so that two executions ending together cannot both see the other unfinished.
@@ -258,7 +263,7 @@ def settle_event(conn: Connection, event_id: UUID) -> str | None:
         return None
     if all(r.status == "completed" for r in rows):
         status = "processed"
-    elif any(r.status == "failed" and r.reason == "retries_exhausted" for r in rows):
+    elif any(r.status == "failed" and r.reason in DEAD_LETTER_REASONS for r in rows):
         status = "dead_lettered"
     else:
         status = "failed"

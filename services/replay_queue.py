@@ -84,7 +84,13 @@ def process(database: Database, runner: Any, item: Item, *, worker: str) -> str:
                                workflow_id=selection.get("workflow_id"))
         if not ids:
             raise RuntimeError("no workflow matches the event any more")
-        statuses = [runner.run_inline(execution_id) for execution_id in ids]
+        for execution_id in ids:  # all of them are this worker's from now on, not only the one running
+            runner.claims.claim(execution_id)
+        try:
+            statuses = [runner.run_inline(execution_id) for execution_id in ids]
+        finally:
+            for execution_id in ids:
+                runner.claims.release(execution_id)
         bad = [s for s in statuses if s not in ("completed", None)]
         state, error = ("failed", f"replayed execution(s) ended {', '.join(bad)}") if bad else ("done", None)
     except Exception as exc:  # one bad item must not stop the worker

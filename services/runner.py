@@ -13,7 +13,7 @@ from uuid import UUID
 
 import sqlalchemy as sa
 
-from services import flow, recording, tracing, workflows
+from services import flow, recording, recovery, tracing, workflows
 from services.db import Database
 from services.errors import Conflict, InvalidInput, NotFound
 from services.flow import FlowContext, Resume
@@ -84,6 +84,9 @@ class Runner:
         self._lock = threading.Lock()
         self._active: set[concurrent.futures.Future] = set()
         self.delayed = DelayedQueue(self._resume, clock)
+        # Queued, running and waiting executions are claimed in PostgreSQL, so that if this process dies
+        # the recovery sweeper can tell them apart from those of live processes (services/recovery.py).
+        self.claims = recovery.Claims(database)
         tools = Toolbox(secrets=dict(secrets or {}), actions=dict(actions or {}),
                         request_id_header=request_id_header, callable_pool=self._callables)
         self.flow = FlowContext(database=database, payloads=payload_config, tools=tools, clock=clock,
@@ -107,6 +110,7 @@ class Runner:
         """Queue an execution (or its continuation) on the pool."""
         if payload is not NO_PAYLOAD:
             self.flow.trigger_payloads[execution_id] = payload
+        self.claims.claim(execution_id)  # released by _run when this run ends or defers
         future = self.pool.submit(self._run, execution_id, resume)
         with self._lock:
             self._active.add(future)
@@ -115,6 +119,7 @@ class Runner:
 
     def run_inline(self, execution_id: UUID) -> str | None:
         """Run an execution in the calling thread (replay workers); returns its final status if it ended."""
+        self.claims.claim(execution_id)
         return self._run(execution_id, None)
 
     def cancel(self, execution_id: UUID, *, cancelled_by: str, reason: str | None) -> dict[str, Any]:
@@ -158,6 +163,7 @@ class Runner:
         self.delayed.stop()
         self.pool.shutdown(wait=wait, cancel_futures=not wait)
         self._callables.shutdown(wait=False, cancel_futures=True)
+        self.claims.close()  # waits still pending are now unclaimed: the sweeper ends them as interrupted
 
     def _run(self, execution_id: UUID, resume: Resume | None) -> str | None:
         try:
@@ -165,6 +171,8 @@ class Runner:
         except Exception:
             log.exception("execution %s stopped by an unexpected error", execution_id)
             status = self._fail(execution_id)
+        finally:
+            self.claims.release(execution_id)
         if status is not None:
             with self._lock:
                 self._cancel.pop(execution_id, None)
@@ -190,10 +198,12 @@ class Runner:
             self._flag(execution_id).wait(seconds)
 
     def _defer(self, execution_id: UUID, at: datetime, resume: Resume) -> None:
+        self.claims.claim(execution_id)  # held while the execution waits in memory
         self.delayed.put(at, (execution_id, resume))
 
     def _resume(self, item: tuple[UUID, Resume]) -> None:
         self.submit(item[0], resume=item[1])
+        self.claims.release(item[0])
 
     def _done(self, future: concurrent.futures.Future) -> None:
         with self._lock:
