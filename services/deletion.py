@@ -9,6 +9,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from services import opensearch
 from services.errors import Conflict, Forbidden, InvalidInput, NotFound
 from services.objectstore import ObjectStore
 
@@ -64,6 +65,7 @@ def force_delete(conn: Connection, store: ObjectStore, *, execution_id: UUID, ac
     _record_removals(conn, execution_id=execution_id, actor=actor, reason=reason)
     rows = {table: conn.execute(sa.text(f"DELETE FROM {table} WHERE execution_id = :e"),
                                 {"e": execution_id}).rowcount for table in DELETES}
+    opensearch.forget(conn, [execution_id])
     conn.execute(sa.text(
         "INSERT INTO execution_audit_events (execution_id, event_type, metadata) VALUES (:e, 'DELETED', "
         "CAST(:m AS jsonb))"), {"e": execution_id, "m": json.dumps({

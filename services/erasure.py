@@ -11,7 +11,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from services import archive_reader, archiving, codec, deletion, recording
+from services import archive_reader, archiving, codec, deletion, opensearch, recording
 from services.db import Database
 from services.errors import CodecError, Conflict, InvalidInput, ObjectStoreError
 from services.payloads import PayloadConfig
@@ -136,6 +136,7 @@ def erase(database: Database, cfg: PayloadConfig, *, subject_field: str, value: 
                              "WHERE execution_id = ANY(:ids)"), {"ids": ids})
         conn.execute(sa.text("UPDATE steps SET search_text = NULL WHERE execution_id = ANY(:ids)"), {"ids": ids})
         conn.execute(sa.text("DELETE FROM search_outbox WHERE execution_id = ANY(:ids)"), {"ids": ids})
+        opensearch.forget(conn, ids)  # documents already indexed go too, in outbox order
         conn.execute(sa.text("DELETE FROM execution_logs WHERE execution_id = ANY(:ids) AND message LIKE :like"),
                      {"ids": ids, "like": "%" + _escape_like(value) + "%"})
         conn.execute(sa.text("UPDATE events SET raw_body = :b, payload = NULL WHERE event_id = ANY(:ev)"),

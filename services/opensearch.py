@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import sqlalchemy as sa
 from opensearchpy import OpenSearch
@@ -161,6 +162,15 @@ class OpenSearchIndex:
             self.sleep(self._backoff(attempt))
         raise IndexUnavailable(f"OpenSearch kept refusing {len(pending)} documents")
 
+    def forget(self, execution_ids: Sequence[str]) -> int:
+        """Delete every step document of these executions (erased or deleted in the ledger); returns the count."""
+        body = {"query": {"terms": {"execution_id": list(execution_ids)}}}
+        answer = self._call(lambda: self.client.delete_by_query(
+            index=self.pattern, body=body, params={"conflicts": "proceed", "refresh": "true"}))
+        if answer.get("failures"):
+            raise IndexUnavailable(f"OpenSearch could not delete every document: {answer['failures'][:3]}")
+        return int(answer.get("deleted", 0))
+
     def search(self, q: str, *, workflow_id: str | None = None, since: datetime | None = None,
                until: datetime | None = None, limit: int = 20, attempts: int = 2) -> list[dict[str, Any]]:
         """Matching steps via _search: exact phrase first, highlighted fragments, timeline links."""
@@ -260,7 +270,7 @@ def index_pending(database: Database, index: OpenSearchIndex, *, consumer: str =
                 conn.commit()
                 if not rows:
                     break
-                run.rejected += index.bulk([r.doc for r in rows])
+                run.rejected += _send(index, [r.doc for r in rows])
                 _save_progress(conn, consumer, rows[-1].id)
                 run.sent, run.batches, run.last_id = run.sent + len(rows), run.batches + 1, rows[-1].id
         except IndexUnavailable as exc:
@@ -270,7 +280,50 @@ def index_pending(database: Database, index: OpenSearchIndex, *, consumer: str =
             conn.rollback()
             conn.execute(sa.text("SELECT pg_advisory_unlock(hashtext(:k))"), {"k": _lock_key(consumer)})
             conn.commit()
+    if run.sent:
+        prune_outbox(database, consumer=consumer)  # what OpenSearch confirmed needs no second copy here
     return run
+
+
+def forget(conn: Connection, execution_ids: Sequence[UUID]) -> int:
+    """Queue the removal of these executions' documents from the index (maintainer transaction; erasure and
+    deletion). A no-op while the outbox is off; returns how many markers were queued."""
+    if not execution_ids:
+        return 0
+    return conn.execute(sa.text("SELECT flowledger_search_forget(CAST(:ids AS uuid[]))"),
+                        {"ids": [str(i) for i in execution_ids]}).scalar_one()
+
+
+def prune_outbox(database: Database, *, consumer: str = CONSUMER, batch: int = 10_000) -> int:
+    """Delete outbox rows the indexer has confirmed (up to its saved progress); returns how many."""
+    removed = 0
+    while True:
+        with database.maintainer() as conn:
+            done = conn.execute(sa.text(
+                "DELETE FROM search_outbox WHERE id IN (SELECT id FROM search_outbox WHERE id <= "
+                "(SELECT last_id FROM search_progress WHERE consumer = :c) ORDER BY id LIMIT :n)"),
+                {"c": consumer, "n": batch}).rowcount
+        removed += done
+        if done < batch:
+            return removed
+
+
+def _send(index: OpenSearchIndex, docs: list[dict[str, Any]]) -> int:
+    """Index docs in outbox order; a forget marker first flushes what came before it. Returns rejections."""
+    rejected, pending, forgets = 0, [], []
+    for doc in [*docs, None]:
+        is_forget = doc is not None and doc.get("op") == "forget"
+        if pending and (doc is None or is_forget):
+            rejected += index.bulk(pending)
+            pending = []
+        if forgets and (doc is None or not is_forget):
+            index.forget(forgets)
+            forgets = []
+        if is_forget:
+            forgets.append(doc["execution_id"])
+        elif doc is not None:
+            pending.append(doc)
+    return rejected
 
 
 def reindex(database: Database, index: OpenSearchIndex, *, since: datetime | None = None,

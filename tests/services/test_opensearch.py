@@ -32,6 +32,8 @@ class FakeOpenSearch:
         self.templates: dict[str, dict] = {}
         self.indices: set[str] = set()
         self.searches: list[tuple[str, dict]] = []
+        self.deletes: list[tuple[str, dict]] = []
+        self.fail_deletes = 0
         self.search_answer: dict = {"hits": {"hits": []}}
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -79,12 +81,25 @@ class FakeOpenSearch:
                 path, body = self.path.split("?")[0].strip("/"), self._body()
                 if path == "_bulk":
                     return self._bulk(body)
+                if path.endswith("_delete_by_query"):
+                    return self._delete_by_query(path, json.loads(body))
                 if path.endswith("_search"):
                     fake.searches.append((path, json.loads(body)))
                     return self._send(200, fake.search_answer)
                 return self._send(404, {"error": "no such endpoint", "status": 404})
 
             do_GET = do_POST
+
+            def _delete_by_query(self, path: str, body: dict) -> None:
+                with fake.lock:
+                    if fake.fail_deletes > 0:
+                        fake.fail_deletes -= 1
+                        return self._send(503, {"error": {"type": "unavailable_shards_exception"}, "status": 503})
+                    fake.deletes.append((path, body))
+                    gone = set(body["query"]["terms"]["execution_id"])
+                    kept = [a for a in fake.accepted if a[2]["execution_id"] not in gone]
+                    deleted, fake.accepted[:] = len(fake.accepted) - len(kept), kept
+                return self._send(200, {"took": 1, "deleted": deleted, "failures": []})
 
             def _bulk(self, body: bytes) -> None:
                 with fake.lock:
@@ -151,11 +166,13 @@ def test_every_step_reaches_bulk_exactly_once_and_in_outbox_order(db, cfg, fake)
         with db.writer() as conn:
             recorded += _record(conn, cfg, 4)
     index = _index(fake, batch_size=5)
+    queued = _outbox_order(db)
 
     first = opensearch.index_pending(db, index)
     again = opensearch.index_pending(db, index)
 
-    assert [i[1] for i in fake.accepted] == [str(s) for s in recorded] == _outbox_order(db)
+    assert [i[1] for i in fake.accepted] == [str(s) for s in recorded] == queued
+    assert _outbox_order(db) == []  # sent rows are pruned once OpenSearch confirmed them
     assert (first.sent, first.batches, again.sent) == (12, 3, 0)
     month = datetime.now(UTC).strftime("%Y.%m")
     assert {i[0] for i in fake.accepted} == {f"flowledger-steps-{month}"} == fake.indices
@@ -165,9 +182,9 @@ def test_every_step_reaches_bulk_exactly_once_and_in_outbox_order(db, cfg, fake)
     doc = fake.accepted[0][2]
     assert doc["workflow_id"] == "wf-os" and doc["step_name"] == "s0" and "REF-0" in doc["search_text"]
     assert all(SECRET not in json.dumps(d) for _, _, d in fake.accepted)
-    with db.reader() as conn:
+    with db.admin() as conn:
         assert conn.execute(sa.text("SELECT last_id FROM search_progress WHERE consumer = 'opensearch'")).scalar() \
-            == conn.execute(sa.text("SELECT max(id) FROM search_outbox")).scalar()
+            == conn.execute(sa.text("SELECT last_value FROM search_outbox_id_seq")).scalar()
 
 
 def test_a_server_answering_503_for_a_while_causes_retries_and_loses_nothing(db, cfg, fake):
@@ -272,3 +289,56 @@ def test_search_sends_a_search_request_and_returns_ranked_linked_hits(fake):
     assert hits == [{"step_id": step, "execution_id": execution, "step_name": "invoice", "seq": None,
                      "attempt": None, "step_status": "failed", "created_at": None, "rank": 7.5, "exact": True,
                      "snippet": "ref <mark>INV-2026-1</mark>", "link": f"/executions/{execution}?step={step}"}]
+
+
+def _recorded_with(conn: sa.Connection, cfg: PayloadConfig, email: str, *, workflow_id: str) -> uuid.UUID:
+    rec = recording.create_execution(conn, cfg, NewExecution(workflow_id=workflow_id,
+                                                             trigger_payload={"customer": {"email": email}}))
+    recording.record_step(conn, cfg, execution_id=rec.execution_id, workflow_id=workflow_id, attempt=StepAttempt(
+        step_name="send_email", step_type="action", seq=0, status="completed",
+        input={"to": email}, output={"accepted": email}))
+    return rec.execution_id
+
+
+def test_an_erasure_removes_the_subjects_documents_from_the_index_and_keeps_everyone_elses(db, cfg, fake):
+    from services import erasure
+
+    with db.writer() as conn:
+        subject = _recorded_with(conn, cfg, "erase.me@example.org", workflow_id="wf-erase")
+        other = _recorded_with(conn, cfg, "keep.me@example.org", workflow_id="wf-erase")
+    index = _index(fake)
+    opensearch.index_pending(db, index)
+    assert {d["execution_id"] for _, _, d in fake.accepted} == {str(subject), str(other)}
+
+    erasure.erase(db, cfg, subject_field="customer.email", value="erase.me@example.org", requested_by="dpo")
+    fake.fail_deletes = 1  # the removal is retried like any other request
+    run = opensearch.index_pending(db, index)
+
+    assert run.error is None and len(fake.deletes) == 1
+    path, body = fake.deletes[0]
+    assert path == "flowledger-steps-*/_delete_by_query" and body["query"]["terms"]["execution_id"] == [str(subject)]
+    assert {d["execution_id"] for _, _, d in fake.accepted} == {str(other)}
+    assert "erase.me@example.org" not in json.dumps([d for _, _, d in fake.accepted])
+    with db.reader() as conn:  # confirmed rows are pruned: the outbox does not grow for ever
+        assert conn.execute(sa.text("SELECT count(*) FROM search_outbox")).scalar_one() == 0
+
+
+def test_a_removal_queued_while_the_index_is_down_is_applied_in_order_when_it_returns(db, cfg, fake):
+    from services import deletion
+
+    with db.writer() as conn:
+        doomed = _recorded_with(conn, cfg, "a@example.org", workflow_id="wf-delete")
+    with db.maintainer() as conn:  # deleted before its documents were ever sent
+        deletion.force_delete(conn, cfg.store, execution_id=doomed, actor="admin", reason="test data")
+    with db.writer() as conn:
+        later = _recorded_with(conn, cfg, "b@example.org", workflow_id="wf-delete")
+    fake.fail_deletes = 100
+    index = _index(fake, max_attempts=2)
+
+    down = opensearch.index_pending(db, index)
+    assert down.error and {d["execution_id"] for _, _, d in fake.accepted} == {str(doomed)}
+    fake.fail_deletes = 0
+    up = opensearch.index_pending(db, index)
+
+    assert up.error is None and [b["query"]["terms"]["execution_id"] for _, b in fake.deletes] == [[str(doomed)]]
+    assert {d["execution_id"] for _, _, d in fake.accepted} == {str(later)}
