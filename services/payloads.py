@@ -41,6 +41,11 @@ class PayloadConfig:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+class RawJSON(bytes):
+    """A payload's JSON text exactly as stored (UTF-8), for callers that only pass it on: parsing it to
+    re-encode it costs more than the rest of an API read."""
+
+
 @dataclass(frozen=True)
 class PayloadRef:
     """Where one stored payload lives and what it was."""
@@ -138,20 +143,23 @@ def load(conn: Connection, cfg: PayloadConfig, payload_id: UUID) -> Any:
     return json.loads(load_raw(conn, cfg, payload_id))
 
 
-def decode_rows(conn: Connection, cfg: PayloadConfig, rows: Any, wanted: set[UUID] | None = None) -> dict[UUID, Any]:
+def decode_rows(conn: Connection, cfg: PayloadConfig, rows: Any, wanted: set[UUID] | None = None, *,
+                raw: bool = False) -> dict[UUID, Any]:
     """Decode payload rows already read (payload_id, dict_id, data, uri), keeping those in wanted; reading
-    a timeline must not cost a query per step.
+    a timeline must not cost a query per step. With raw, values are RawJSON (the stored text, unparsed).
 
-    Payloads whose rows left PostgreSQL (archived, erased) are read one by one through load().
+    Payloads whose rows left PostgreSQL (archived, erased) are read one by one through load_raw().
     """
     out: dict[UUID, Any] = {}
     for row in rows:
         if wanted is not None and row.payload_id not in wanted:
             continue
         blob = row.data if row.data is not None else cfg.store.get(row.uri)
-        out[row.payload_id] = json.loads(decode_stored(conn, cfg, data=blob, dict_id=row.dict_id))
+        text = decode_stored(conn, cfg, data=blob, dict_id=row.dict_id)
+        out[row.payload_id] = RawJSON(text) if raw else json.loads(text)
     for missing in (wanted or set()) - out.keys():
-        out[missing] = load(conn, cfg, missing)
+        text = load_raw(conn, cfg, missing)
+        out[missing] = RawJSON(text) if raw else json.loads(text)
     return out
 
 

@@ -123,3 +123,21 @@ def test_an_unstorable_trigger_payload_late_in_a_batch_is_422_and_stores_nothing
     response = client.post("/api/v1/executions", json=body)
     assert response.status_code == 422 and response.mimetype == "application/problem+json"
     assert client.get(f"/api/v1/executions?workflow_id={workflow}").get_json()["items"] == []
+
+
+def test_the_api_body_is_the_service_record_with_payloads_non_ascii_included(client, app, runtime):
+    from services import inspection
+
+    workflow = f"wf-api-{uuid.uuid4().hex[:6]}"
+    report = _report(workflow, trigger_payload={"customer": {"name": "Zoë Ødegård", "city": "Zürich"}})
+    report["steps"][0]["output"] = {"crm_id": "D-1", "note": "größer ✓", "amounts": [1.5, 2, None]}
+    execution_id = client.post("/api/v1/executions", json=report).get_json()["executions"][0]["execution_id"]
+    response = client.get(f"/api/v1/executions/{execution_id}")
+    assert response.status_code == 200 and response.mimetype == "application/json"
+    with runtime.database.reader() as conn:
+        record = inspection.get_execution(conn, runtime.payloads, uuid.UUID(execution_id))
+    with app.app_context():
+        expected = json.loads(app.json.dumps(record))
+    assert json.loads(response.get_data(as_text=True)) == expected
+    assert expected["steps"][0]["output"] == {"crm_id": "D-1", "note": "größer ✓", "amounts": [1.5, 2, None]}
+    assert expected["trigger_payload"]["customer"]["name"] == "Zoë Ødegård"
