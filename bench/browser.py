@@ -26,6 +26,18 @@ TIMEOUT_MS = 60_000
 # innerText of every annotation in the timeline's SVG, searched for the error (plotly escapes, we compare text).
 FOUND_JS = """(needle) => Array.from(document.querySelectorAll('#execution-timeline .annotation-text'))
     .some(el => (el.textContent || '').includes(needle))"""
+# Where the time went, read from the page's resource timings once the annotation is there: the timeline callback
+# (the largest _dash-update-component answer: server time to first byte, size), the plotly.js bundle fetched, and
+# how long after the callback's answer the annotation appeared (plotly.js evaluation if still pending + drawing).
+SPLIT_JS = """() => {
+  const rs = performance.getEntriesByType('resource');
+  const cb = rs.filter(r => r.name.includes('_dash-update-component'))
+               .sort((a, b) => b.decodedBodySize - a.decodedBodySize)[0];
+  const pl = rs.find(r => /plotly[^/]*\\.js/.test(r.name));
+  return {server: cb ? cb.responseStart - cb.requestStart : null, sent: cb ? cb.requestStart : null,
+          kb: cb ? cb.decodedBodySize / 1024 : null, plotly_kb: pl ? pl.decodedBodySize / 1024 : null,
+          drawn: cb ? performance.now() - cb.responseEnd : null};
+}"""
 
 
 def sizes(ctx: Context) -> list[int]:
@@ -89,7 +101,7 @@ def _measure(ctx: Context, browser: Any, base: str, steps: int, execution_id: st
                      f"last {timeline.WINDOW} steps, the failure being the last) and a minimap of all {steps:,}")
     url = f"{base}/executions/{execution_id}"
     needle = error_for(steps)
-    found_all, errors = True, []
+    found_all, errors, splits = True, [], []
     for attempt in range(ctx.runs + 1):  # the first load warms the server's caches and the page bundle
         context = browser.new_context(viewport={"width": 1440, "height": 900})
         page = context.new_page()
@@ -99,6 +111,7 @@ def _measure(ctx: Context, browser: Any, base: str, steps: int, execution_id: st
             page.goto(url)
             page.wait_for_function(FOUND_JS, arg=needle, timeout=TIMEOUT_MS, polling="raf")
             elapsed = time.perf_counter() - start
+            split = page.evaluate(SPLIT_JS)
             found = page.locator("#execution-timeline .annotation-text", has_text=needle).count() > 0
         except Exception as exc:  # a timeout is a wrong result (no annotation), not a crash of the whole measure
             found, elapsed = False, None
@@ -108,8 +121,27 @@ def _measure(ctx: Context, browser: Any, base: str, steps: int, execution_id: st
         found_all = found_all and found
         if attempt and elapsed is not None:
             row.product.append(elapsed)
+            splits.append(split)
     ctx.check(f"browser: the {steps:,}-step timeline annotates the failing step with its error",
               found_all and len(row.product) == ctx.runs, "; ".join(errors)[:500])
     ctx.check(f"browser: no page errors on the {steps:,}-step execution page", not errors, "; ".join(errors)[:500])
     if row.product:
         row.met = sorted(row.product)[len(row.product) // 2] <= target
+    row.note += _split_note(splits)
+
+
+def _split_note(splits: list[dict]) -> str:
+    """Medians of the page's own timings: when the timeline callback was sent, its server time and size, the
+    plotly.js bundle, and callback answer to annotation (plotly.js evaluation when still pending, then drawing)."""
+    def median(key: str) -> float | None:
+        values = sorted(s[key] for s in splits if s.get(key) is not None)
+        return values[len(values) // 2] if values else None
+
+    parts = {"sent": median("sent"), "server": median("server"), "kb": median("kb"), "plotly": median("plotly_kb"),
+             "drawn": median("drawn")}
+    if parts["server"] is None:
+        return ""
+    plotly = f"{parts['plotly']:,.0f} KB plotly.js" if parts["plotly"] is not None else "plotly.js already loaded"
+    return (f"; medians: timeline callback sent at {parts['sent']:,.0f} ms after navigation, {parts['server']:,.0f} ms "
+            f"to its first byte ({parts['kb']:,.0f} KB), {plotly}, annotation drawn {parts['drawn']:,.0f} ms after "
+            f"the answer")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import textwrap
+import unicodedata
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -34,6 +35,8 @@ ERROR_TEXT_LIMIT = 80
 LABEL_LIMIT = 40
 CRITICAL_LINE_WIDTH = 2.5
 _MARGIN_PX = 150
+TICK_FONT_PX = 11
+_TICK_GAP_PX = 14
 
 OFF_PATH_OPACITY = 0.6
 # category -> (legend name, fill, text colour, critical-path outline: a darker shade of the fill)
@@ -73,18 +76,13 @@ def execution_timeline(
     frame["category"] = _categories(frame, p95_by_step or {})
     frame["critical"] = frame.index.isin(_critical_path(frame))
     labels = list(dict.fromkeys(frame.sort_values(["seq", "attempt"])["label"]))
-    fig = theme.new_figure()
-    backoff = _backoff_trace(frame)
-    if backoff is not None:
-        fig.add_trace(backoff)
-    for category in CATEGORIES:
-        part = frame[frame["category"] == category]
-        if not part.empty:
-            fig.add_trace(_bar_trace(part, category))
-    for annotation in _annotations(frame, max_annotations):
-        fig.add_annotation(annotation)
-    _layout(fig, labels, height_per_row)
-    return fig
+    traces = [_backoff_trace(frame)]
+    traces += [_bar_trace(frame[frame["category"] == category], category) for category in CATEGORIES]
+    layout = _layout(labels, height_per_row)
+    layout["annotations"] = _annotations(frame, max_annotations)
+    # Built as plain dicts and validated once here: add_trace/add_annotation/update_layout on a growing figure
+    # re-walk it on every call, which was most of the server's time for a 150-row window.
+    return go.Figure(data=[t for t in traces if t is not None], layout=layout)
 
 
 def _prepare(steps: pd.DataFrame, now: datetime | None) -> pd.DataFrame:
@@ -199,21 +197,24 @@ _HOVER = (
 )
 
 
-def _bar_trace(part: pd.DataFrame, category: str) -> go.Bar:
-    """One horizontal bar per attempt of the given colour category."""
+def _bar_trace(part: pd.DataFrame, category: str) -> dict | None:
+    """One horizontal bar per attempt of the given colour category (None when the category has none)."""
+    if part.empty:
+        return None
     name, fill, ink, outline = CATEGORIES[category]
-    text = np.where(part["attempts"] > 1, "#" + part["attempt"].astype(str), "")
-    return go.Bar(
+    retried = part["attempts"] > 1
+    # attempt numbers only on traces that have retries: plotly lays out in-bar text for every bar that has any
+    labels = {"text": np.where(retried, "#" + part["attempt"].astype(str), ""), "textposition": "inside",
+              "insidetextanchor": "middle", "textfont": {"color": ink, "size": 10}} if retried.any() else {}
+    return dict(
+        type="bar",
         name=name,
         orientation="h",
         y=part["label"],
         base=part["start"],
         x=part["duration"],
         ids=part["step_id"].astype(str) + ":" + part["attempt"].astype(str),
-        text=text,
-        textposition="inside",
-        insidetextanchor="middle",
-        textfont={"color": ink, "size": 10},
+        **labels,
         # off-path bars are faded so the critical path reads first even when every bar is thin
         marker={
             "color": fill,
@@ -226,7 +227,7 @@ def _bar_trace(part: pd.DataFrame, category: str) -> go.Bar:
     )
 
 
-def _backoff_trace(frame: pd.DataFrame) -> go.Bar | None:
+def _backoff_trace(frame: pd.DataFrame) -> dict | None:
     """Lighter segments for the backoff or wait time before each attempt."""
     part = frame[frame["wait"] > 0]
     if part.empty:
@@ -235,7 +236,8 @@ def _backoff_trace(frame: pd.DataFrame) -> go.Bar | None:
     hover = [
         f"waited {format_duration(ms)} before attempt #{n}" for ms, n in zip(part["wait"], part["attempt"], strict=True)
     ]
-    return go.Bar(
+    return dict(
+        type="bar",
         name=BACKOFF_NAME,
         orientation="h",
         y=part["label"],
@@ -249,11 +251,11 @@ def _backoff_trace(frame: pd.DataFrame) -> go.Bar | None:
     )
 
 
-def _annotations(frame: pd.DataFrame, limit: int) -> list[go.layout.Annotation]:
+def _annotations(frame: pd.DataFrame, limit: int) -> list[dict]:
     """Inline error text at the end of each failing row (capped), the slowest marker and a legend note."""
     slowest = _slowest_step(frame)
     rows = _error_rows(frame).head(limit + 1)
-    notes: list[go.layout.Annotation] = []
+    notes: list[dict] = []
     for row in rows.head(limit).itertuples():
         is_slowest = row.step_id == slowest
         prefix = f"slowest · {format_duration(row.total)} · " if is_slowest else ""
@@ -307,9 +309,9 @@ def _error_rows(frame: pd.DataFrame) -> pd.DataFrame:
     return rows.sort_values(["final", "seq"], ascending=[False, True], kind="stable")
 
 
-def _row_note(row, text: str, *, name: str, hover: str | None = None) -> go.layout.Annotation:
+def _row_note(row, text: str, *, name: str, hover: str | None = None) -> dict:
     """An annotation just right of a row's last segment."""
-    return go.layout.Annotation(
+    return dict(
         x=row.end,
         y=row.label,
         xref="x",
@@ -325,9 +327,9 @@ def _row_note(row, text: str, *, name: str, hover: str | None = None) -> go.layo
     )
 
 
-def _paper_note(text: str, *, x: float = 0, xanchor: str = "left") -> go.layout.Annotation:
+def _paper_note(text: str, *, x: float = 0, xanchor: str = "left") -> dict:
     """A small caption above the plot area."""
-    return go.layout.Annotation(
+    return dict(
         text=text,
         x=x,
         xanchor=xanchor,
@@ -342,20 +344,41 @@ def _paper_note(text: str, *, x: float = 0, xanchor: str = "left") -> go.layout.
     )
 
 
-def _layout(fig: go.Figure, labels: list[str], height_per_row: int) -> None:
+def label_width(label: str) -> int:
+    """Pixels a tick label needs at TICK_FONT_PX, estimated per character (erring wide), no browser needed.
+
+    Estimated on the server because plotly's automargin measures every tick label, then lays the whole figure out
+    again: three times the drawing cost of a 150-row window.
+    """
+    return round(sum(_char_em(ch) for ch in label) * TICK_FONT_PX)
+
+
+def _char_em(ch: str) -> float:
+    """Width of one character in ems of a proportional sans-serif, rounded up per class."""
+    if ch in "mwMW@%" or unicodedata.east_asian_width(ch) in ("W", "F"):
+        return 1.05
+    if ch in " .,:;'|!ijlItf·-()[]{}/":
+        return 0.35
+    return 0.75 if ch.isupper() else 0.6
+
+
+def _layout(labels: list[str], height_per_row: int) -> dict:
     """Fixed row height so the figure grows with steps; every row keeps its tick label.
 
     No rangeslider: it redraws every bar a second time in the SVG, which was half the drawing cost of a large
     window. Time zoom is the drag box, the scroll wheel and double-click to reset; the execution-wide overview
-    is timeline_minimap's separate small figure.
+    is timeline_minimap's separate small figure. Margins are fixed (no automargin), the left one wide enough
+    for the longest row label.
     """
     plot_height = max(len(labels) * height_per_row, 2 * height_per_row)
-    fig.update_layout(
+    left = max((label_width(label) for label in labels), default=0) + _TICK_GAP_PX
+    return dict(
+        template=theme.register_template(),
         height=plot_height + _MARGIN_PX,
         barmode="overlay",
         showlegend=True,
         hovermode="closest",
-        margin={"t": 110, "b": 40, "l": 12, "r": 24},
+        margin={"t": 110, "b": 40, "l": left, "r": 24},
         legend={"y": 1, "yref": "container", "yanchor": "top", "x": 0, "xanchor": "left"},
         yaxis={
             "type": "category",
@@ -365,13 +388,15 @@ def _layout(fig: go.Figure, labels: list[str], height_per_row: int) -> None:
             "tickvals": labels,
             "ticktext": labels,
             "autorange": "reversed",
-            "tickfont": {"size": 11},
+            "tickfont": {"size": TICK_FONT_PX},
             "showgrid": False,
             "fixedrange": True,
+            "automargin": False,
         },
         xaxis={
             "type": "date",
             "side": "top",
-            "title": {"text": "time (UTC)", "font": {"size": 11}},
+            "title": {"text": "time (UTC)", "font": {"size": 11}, "standoff": 6},
+            "automargin": False,
         },
     )

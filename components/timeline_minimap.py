@@ -9,9 +9,12 @@ import plotly.graph_objects as go
 from components import theme
 
 MINIMAP_HEIGHT = 96
-# What the minimap graph holds before (or instead of, for short executions) the real one: nothing to draw.
-PLACEHOLDER = {"data": [], "layout": {"height": MINIMAP_HEIGHT, "xaxis": {"visible": False},
-                                      "yaxis": {"visible": False}}}
+# What the minimap graph holds before (or instead of, for short executions) the real one: nothing to draw, but a
+# hidden window shape, so a pager click that lands before the real minimap patches something that exists.
+PLACEHOLDER = {"data": [], "layout": {"height": MINIMAP_HEIGHT, "xaxis": {"visible": False, "automargin": False},
+                                      "yaxis": {"visible": False, "automargin": False},
+                                      "shapes": [{"type": "rect", "visible": False, "x0": 0, "x1": 0, "y0": 0,
+                                                  "y1": 0}]}}
 WINDOW_FILL = "rgba(59, 130, 246, 0.18)"
 # bucket colour: the worst thing in the run of steps wins, in this order
 MINIMAP_COLOURS = (("failed", theme.RED), ("retried", theme.AMBER))
@@ -25,32 +28,35 @@ def execution_minimap(buckets: pd.DataFrame, *, offset: int, size: int, total: i
     if buckets.empty or total <= 0:
         return theme.empty_figure("No steps recorded", height=MINIMAP_HEIGHT)
     first, last = buckets["first"].astype(int), buckets["last"].astype(int)
-    fig = theme.new_figure()
-    fig.add_trace(go.Bar(
-        x=(first + last) / 2,
-        y=np.ones(len(buckets)),
-        width=(last - first + 1).astype(float),
-        marker={"color": _colours(buckets), "line": {"width": 0}},
-        hovertext=[_hover(row) for row in buckets.itertuples()],
-        hovertemplate="%{hovertext}<extra></extra>",
-        name="steps",
-        showlegend=False,
-    ))
+    blocks = {
+        "type": "bar",
+        "x": (first + last) / 2,
+        "y": np.ones(len(buckets)),
+        "width": (last - first + 1).astype(float),
+        "marker": {"color": _colours(buckets), "line": {"width": 0}},
+        "hovertext": [_hover(row) for row in buckets.itertuples()],
+        "hovertemplate": "%{hovertext}<extra></extra>",
+        "name": "steps",
+        "showlegend": False,
+    }
     end = min(offset + size, total)
-    fig.add_shape(type="rect", xref="x", yref="paper", x0=offset - 0.5, x1=end - 0.5, y0=0, y1=1,
-                  fillcolor=WINDOW_FILL, line={"color": theme.BLUE, "width": 2}, layer="above", name="window")
-    fig.update_layout(
+    window = {"type": "rect", "xref": "x", "yref": "paper", "x0": offset - 0.5, "x1": end - 0.5, "y0": 0, "y1": 1,
+              "fillcolor": WINDOW_FILL, "line": {"color": theme.BLUE, "width": 2}, "layer": "above", "name": "window"}
+    # one validated construction instead of add_trace/add_shape/update_layout, each of which re-walks the figure
+    return go.Figure(data=[blocks], layout=dict(
+        template=theme.register_template(),
+        shapes=[window],
         height=MINIMAP_HEIGHT,
         margin={"t": 8, "b": 28, "l": 12, "r": 24},
         bargap=0,
         showlegend=False,
         # both axes fixed: a drag zooms nothing, so a press is a click that moves the window
         hovermode="closest",
+        # fixed margins: automargin would measure the ticks and lay the figure out a second time
         xaxis={"range": [-0.5, total - 0.5], "fixedrange": True, "title": None, "tickformat": ",d",
-               "tickfont": {"size": 10}},
-        yaxis={"visible": False, "fixedrange": True, "range": [0, 1]},
-    )
-    return fig
+               "tickfont": {"size": 10}, "automargin": False},
+        yaxis={"visible": False, "fixedrange": True, "range": [0, 1], "automargin": False},
+    ))
 
 
 def _colours(buckets: pd.DataFrame) -> list[str]:

@@ -61,7 +61,7 @@ def layout(execution_id: str | None = None, step: str | None = None, **_query) -
 
 
 def _open(execution_id: UUID, step_id: UUID | None) -> dict[str, Any]:
-    """The header record, the first window (around ?step= when given, else the first failure) and the minimap."""
+    """The header record and the first window (around ?step= when given, else the first failure)."""
     with db.reader() as conn:
         record = timeline.execution(conn, execution_id)
         wanted = timeline.locate(conn, execution_id, step_id) if step_id else None
@@ -73,11 +73,7 @@ def _open(execution_id: UUID, step_id: UUID | None) -> dict[str, Any]:
                 "p95": timeline.p95_by_step(conn, workflow_id=record["workflow_id"], before=record["started_at"])}
         offset = timeline.centred(wanted["position"], steps=meta["steps"]) if wanted else timeline.window_start(record)
         view = _window(conn, execution_id, meta, offset)
-        buckets = timeline.overview(conn, execution_id) if meta["steps"] > timeline.WINDOW else None
-    minimap = None if buckets is None else timeline_minimap.execution_minimap(
-        buckets, offset=offset, size=timeline.WINDOW, total=meta["steps"])
-    return {"record": record, "meta": meta, "view": view, "minimap": minimap,
-            "wanted": _key(wanted) if wanted else None}
+    return {"record": record, "meta": meta, "view": view, "wanted": _key(wanted) if wanted else None}
 
 
 def _key(step: dict) -> str:
@@ -146,22 +142,33 @@ clientside_callback(
           Output("execution-meta", "data"), Output("execution-window", "data"), Output("execution-bars", "data"),
           Output("execution-timeline", "figure"), Output("execution-step", "options"),
           Output("execution-step", "value"), Output("execution-pager", "hidden"),
-          Output("execution-window-text", "children"), Output("execution-minimap", "figure"),
+          Output("execution-window-text", "children"),
           Input("execution-id", "data"), State("execution-link", "data"))
 def update_execution_page(execution_id, link):
     try:
         first = _open(parse_uuid(execution_id), parse_uuid(link))
     except FlowledgerError as exc:
-        return error_state(str(exc)), *([dash.no_update] * 10)
+        return error_state(str(exc)), *([dash.no_update] * 9)
     except Exception as exc:  # an inline error, never a blank page (what panel_errors does for other panels)
         log.exception("execution page %s failed to open", execution_id)
-        return error_state(f"{type(exc).__name__}: {exc}"), *([dash.no_update] * 10)
+        return error_state(f"{type(exc).__name__}: {exc}"), *([dash.no_update] * 9)
     record, meta, view = first["record"], first["meta"], first["view"]
-    minimap = first["minimap"]
     # One round trip draws header and timeline together: the figure is not waiting on a second callback.
     return (_header(record), str(record["event_id"]) if record["event_id"] else None, meta, view["offset"],
             view["bars"], view["figure"], view["options"], _pick(view["options"], first["wanted"], meta["failing"]),
-            minimap is None, view["text"], dash.no_update if minimap is None else minimap)
+            meta["steps"] <= timeline.WINDOW, view["text"])
+
+
+@callback(Output("execution-minimap", "figure"), Input("execution-meta", "data"), State("execution-id", "data"),
+          State("execution-window", "data"), prevent_initial_call=True)
+def update_execution_minimap(meta, execution_id, offset):
+    # Asked for once the timeline is on its way: the timeline is what the page opens for, so the minimap's query,
+    # figure and drawing come after it instead of delaying it.
+    if not meta or meta.get("steps", 0) <= timeline.WINDOW:
+        return dash.no_update
+    with db.reader() as conn:
+        buckets = timeline.overview(conn, parse_uuid(execution_id))
+    return timeline_minimap.execution_minimap(buckets, offset=offset or 0, size=timeline.WINDOW, total=meta["steps"])
 
 
 def _header(r: dict) -> html.Div:
@@ -336,9 +343,12 @@ def update_execution_payload(_n, execution_id):
     return _load(execution_id, meta["payload_id"]) if meta else None
 
 
-@callback(Output("execution-replay-compare", "children"), Input("execution-id", "data"))
+# The panels below the chart are asked for once the timeline's data has arrived (execution-meta), not beside it:
+# on a two-core server they took CPU from the timeline's own callback.
+@callback(Output("execution-replay-compare", "children"), Input("execution-meta", "data"),
+          State("execution-id", "data"), prevent_initial_call=True)
 @panel_errors()
-def update_execution_replay_compare(execution_id):
+def update_execution_replay_compare(_meta, execution_id):
     with db.reader() as conn:
         pair = timeline.replay_pair(conn, parse_uuid(execution_id))
     if pair is None:
@@ -347,9 +357,10 @@ def update_execution_replay_compare(execution_id):
                     className="fl-section fl-panel")
 
 
-@callback(Output("execution-audit", "children"), Input("execution-id", "data"))
+@callback(Output("execution-audit", "children"), Input("execution-meta", "data"), State("execution-id", "data"),
+          prevent_initial_call=True)
 @panel_errors()
-def update_execution_audit(execution_id):
+def update_execution_audit(_meta, execution_id):
     try:
         with db.reader() as conn:
             found = timeline.audit_and_logs(conn, parse_uuid(execution_id))

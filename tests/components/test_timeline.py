@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 
 from components import theme
 from components.figures import execution_timeline, timeline_window
-from components.timeline import BACKOFF_NAME, CRITICAL_LINE_WIDTH, MAX_ERROR_ANNOTATIONS
+from components.timeline import BACKOFF_NAME, CRITICAL_LINE_WIDTH, MAX_ERROR_ANNOTATIONS, label_width
 from tests.components.factories import T0, attempt, frame, sequential
 
 
@@ -272,3 +272,16 @@ def test_all_bars_use_the_flowledger_template(deal_to_invoice):
     fig = execution_timeline(deal_to_invoice)
     assert fig.layout.template.layout.font.family == theme.FONT_FAMILY
     assert all(np.isfinite(np.asarray(t.x, dtype=float)).all() for t in fig.data)
+
+
+def test_row_labels_get_a_fixed_left_margin_wide_enough_for_the_longest_so_plotly_never_measures_them():
+    steps = sequential(20)
+    narrow = execution_timeline(steps)
+    steps.loc[steps["seq"] == 7, "step_name"] = "SendInvoiceEmailToCustomerViaMailgunAPI"
+    wide = execution_timeline(steps)
+    assert narrow.layout.yaxis.automargin is False and narrow.layout.xaxis.automargin is False
+    assert wide.layout.margin.l > narrow.layout.margin.l
+    assert wide.layout.margin.l >= label_width("7 · SendInvoiceEmailToCustomerViaMailgunAPI")
+    # widths measured in Chromium at 11 px: 269 px and 481 px
+    assert label_width("7 · SendInvoiceEmailToCustomerViaMailgunAPI") >= 269
+    assert label_width("12345 · " + "W" * 39 + "…") >= 481

@@ -78,9 +78,10 @@ def test_the_executions_grid_filters_by_a_payload_field(app, pages, failed_run, 
 def test_the_execution_header_names_the_failing_step_and_its_error(app, pages, failed_run):
     _, execution_id = failed_run
     with app.test_request_context():
-        header, _event, meta, offset, bars, figure, options, value, hidden, _text, minimap = \
+        header, _event, meta, offset, bars, figure, options, value, hidden, _text = \
             pages.execution.update_execution_page(str(execution_id), "")
         detail = pages.execution.update_execution_step_detail(value, str(execution_id), bars)
+        minimap = pages.execution.update_execution_minimap(meta, str(execution_id), offset)
     assert "Step 1 · create_invoice failed:  422 invalid invoice reference" in text_of(header)
     # one round trip brings header and timeline; short runs need no pager or minimap
     assert offset == 0 and hidden is True and minimap is dash.no_update

@@ -34,8 +34,10 @@ def long_run(database, runtime):
 def test_a_long_run_opens_on_a_window_around_its_failure_with_a_minimap(app, execution, long_run):
     execution_id, _ = long_run
     with app.test_request_context():
-        _h, _e, meta, offset, bars, figure, options, value, hidden, text, minimap = \
+        _h, _e, meta, offset, bars, figure, options, value, hidden, text = \
             execution.update_execution_page(execution_id, "")
+        # the minimap is asked for once the timeline's data (meta) has arrived, with the window it opened on
+        minimap = execution.update_execution_minimap(meta, execution_id, offset)
     assert offset == 299 - timeline.WINDOW // 3 and text == f"steps {offset + 1}–{offset + timeline.WINDOW} of 400"
     assert hidden is False and len(options) == timeline.WINDOW and value == "300:1" == meta["failing"]
     assert any("card declined" in (a.text or "") for a in figure.layout.annotations)
