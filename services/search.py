@@ -22,8 +22,9 @@ from sqlalchemy import Connection
 from services import executions
 from services.errors import InvalidInput
 
-# The indexed expression (migration 0014): written exactly as the GIN index is, so the planner uses it.
-TSVECTOR = "to_tsvector('simple'::regconfig, st.search_text)"
+# The indexed expression (migration 0017): written exactly as the GIN index is, so the planner uses it.
+# It is to_tsvector('simple', text) behind a function whose COST is what parsing really costs.
+TSVECTOR = "flowledger_step_tsv(st.search_text)"
 MARK_START, MARK_STOP = "\u27e6", "\u27e7"
 HEADLINE_OPTIONS = f"StartSel={MARK_START}, StopSel={MARK_STOP}, MaxWords=30, MinWords=8, MaxFragments=2"
 SNIPPET_CONTEXT = 80
@@ -49,9 +50,9 @@ candidates AS (
   SELECT st.step_id, st.execution_id, st.step_name, st.seq, st.attempt, st.status AS step_status,
          st.created_at, st.search_text, s.workflow_id, s.status, s.archived_uri
   FROM steps st
-  CROSS JOIN q
   JOIN execution_state s ON s.execution_id = st.execution_id
-  WHERE ({tsv} @@ q.tsq {trigram})
+  -- The tsquery is written out, not taken from q: as a join column it cannot be an index condition.
+  WHERE ({tsv} @@ websearch_to_tsquery('simple', :q) {trigram})
     AND (CAST(:since AS timestamptz) IS NULL OR st.created_at >= :since)
     AND (CAST(:until AS timestamptz) IS NULL OR st.created_at < :until)
     AND (CAST(:workflow AS text) IS NULL OR s.workflow_id = :workflow)
@@ -82,9 +83,7 @@ def search(conn: Connection, *, q: str, workflow_id: str | None = None, status: 
            since: datetime | None = None, until: datetime | None = None, limit: int = 20) -> dict[str, Any]:
     """Steps whose extracted text matches q, ranked, each with a highlighted snippet and a timeline link."""
     sql, params = _statement(q, workflow_id=workflow_id, status=status, since=since, until=until, limit=limit)
-    # SET LOCAL: both end with the caller's transaction.
-    conn.exec_driver_sql(f"SET LOCAL gin_fuzzy_search_limit = {int(FUZZY_LIMIT)}")
-    conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(TIMEOUT_MS)}")
+    _settings(conn)
     try:
         rows = conn.execute(sa.text(sql), params).mappings().all()
     except sa.exc.OperationalError as exc:
@@ -105,8 +104,15 @@ def search(conn: Connection, *, q: str, workflow_id: str | None = None, status: 
 def explain(conn: Connection, *, q: str, analyze: bool = False, **filters: Any) -> str:
     """The plan PostgreSQL chooses for a search (for tests and the benchmark)."""
     sql, params = _statement(q, **filters)
+    _settings(conn)
     verb = "EXPLAIN (ANALYZE, BUFFERS)" if analyze else "EXPLAIN"
     return "\n".join(r[0] for r in conn.execute(sa.text(f"{verb} {sql}"), params))
+
+
+def _settings(conn: Connection) -> None:
+    """What every search runs with; SET LOCAL, so it ends with the caller's transaction."""
+    conn.exec_driver_sql(f"SET LOCAL gin_fuzzy_search_limit = {int(FUZZY_LIMIT)}")
+    conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(TIMEOUT_MS)}")
 
 
 def explain_field_lookup(conn: Connection, *, payload: dict[str, str], **filters: Any) -> str:
