@@ -27,7 +27,12 @@ _cache_lock = threading.Lock()
 
 def encode_archive(document: dict[str, Any]) -> bytes:
     """An archive document as a zstd-compressed JSON object."""
-    return zstandard.ZstdCompressor(level=9).compress(codec.canonical_json(document))
+    return compress_archive(codec.canonical_json(document))
+
+
+def compress_archive(raw: bytes) -> bytes:
+    """The canonical JSON bytes of an archive document, compressed as its object is stored."""
+    return zstandard.ZstdCompressor(level=9).compress(raw)
 
 
 def decode_archive(blob: bytes) -> dict[str, Any]:

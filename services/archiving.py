@@ -49,11 +49,20 @@ class ArchiveWritten:
     event_ids: list[UUID]
     size_bytes: int
     raw_bytes: int
+    # Per payload id, in the same order: its execution and its offloaded object (None when inline).
+    payload_execution_ids: list[UUID]
+    payload_uris: list[str | None]
 
 
 def build_document(conn: Connection, cfg: PayloadConfig, *, archive_id: UUID, workflow_id: str,
                    execution_ids: list[UUID], now: datetime) -> dict[str, Any]:
     """The archive document for executions: metadata, steps, every payload decoded, their events."""
+    return _build(conn, cfg, archive_id=archive_id, workflow_id=workflow_id, execution_ids=execution_ids, now=now)[0]
+
+
+def _build(conn: Connection, cfg: PayloadConfig, *, archive_id: UUID, workflow_id: str, execution_ids: list[UUID],
+           now: datetime) -> tuple[dict[str, Any], bytes]:
+    """The archive document and its canonical JSON bytes, each execution serialised only once."""
     steps: dict[str, list[dict]] = {}
     for row in conn.execute(STEPS_SQL, {"ids": execution_ids}).mappings():
         steps.setdefault(str(row["execution_id"]), []).append(_plain(row))
@@ -65,11 +74,15 @@ def build_document(conn: Connection, cfg: PayloadConfig, *, archive_id: UUID, wo
             # Decoded from the row already fetched: one query per archive chunk, not one per payload.
             entry["json"] = payloads.decode_stored(conn, cfg, data=row["data"], dict_id=row["dict_id"]).decode("utf-8")
         found.setdefault(str(row["execution_id"]), []).append(entry)
-    executions, event_ids = [], []
+    executions, pieces, event_ids = [], [], []
     for row in conn.execute(EXECUTIONS_SQL, {"ids": execution_ids}).mappings():
         key = str(row["execution_id"])
         item = {**_plain(row), "steps": steps.get(key, []), "payloads": found.get(key, [])}
-        item["sha256"] = codec.sha256_hex(codec.canonical_json(item))
+        body = codec.canonical_json(item)
+        item["sha256"] = codec.sha256_hex(body)
+        # The document's bytes are put together from these pieces: serialising 20 MB of payload text once
+        # per archive instead of three times was the largest saving the profile of a 100,000 run showed.
+        pieces.append(body[:-1] + b',"sha256":' + codec.canonical_json(item["sha256"]) + b"}")
         executions.append(item)
         if row["event_id"]:
             event_ids.append(row["event_id"])
@@ -84,25 +97,30 @@ def build_document(conn: Connection, cfg: PayloadConfig, *, archive_id: UUID, wo
         "max_completed_at": max(completed) if completed else None,
         "execution_sha256": {e["execution_id"]: e["sha256"] for e in executions},
     }
-    return {"format": archive_reader.FORMAT, "archive_id": str(archive_id), "workflow_id": workflow_id,
-            "created_at": now.isoformat(), "manifest": manifest, "executions": executions, "events": events}
+    head = {"format": archive_reader.FORMAT, "archive_id": str(archive_id), "workflow_id": workflow_id,
+            "created_at": now.isoformat(), "manifest": manifest}
+    # Same bytes as canonical_json(document): executions and events are its last two keys, in this order.
+    raw = (codec.canonical_json(head)[:-1] + b',"executions":[' + b",".join(pieces) + b'],"events":'
+           + codec.canonical_json(events) + b"}")
+    return {**head, "executions": executions, "events": events}, raw
 
 
 def write_archive(conn: Connection, cfg: PayloadConfig, *, workflow_id: str, execution_ids: list[UUID],
                   now: datetime) -> tuple[ArchiveWritten, dict[str, Any]]:
     """Build and upload one archive object (STANDARD_IA); the caller then registers it."""
     archive_id = uuid.uuid4()
-    document = build_document(conn, cfg, archive_id=archive_id, workflow_id=workflow_id,
-                              execution_ids=execution_ids, now=now)
-    raw = codec.canonical_json(document)
-    blob = archive_reader.encode_archive(document)
+    document, raw = _build(conn, cfg, archive_id=archive_id, workflow_id=workflow_id,
+                           execution_ids=execution_ids, now=now)
+    blob = archive_reader.compress_archive(raw)
     key = f"archives/{_safe(workflow_id)}/{now:%Y/%m}/{archive_id}.json.zst"
     uri = cfg.store.put(key, blob, storage_class=ARCHIVE_CLASS,
                         metadata={"archive-id": str(archive_id), "format": archive_reader.FORMAT})
+    held = [(UUID(p["payload_id"]), UUID(e["execution_id"]), p["uri"])
+            for e in document["executions"] for p in e["payloads"]]
     written = ArchiveWritten(
         archive_id, uri, workflow_id, [UUID(e["execution_id"]) for e in document["executions"]],
-        [UUID(p["payload_id"]) for e in document["executions"] for p in e["payloads"]],
-        [UUID(e["event_id"]) for e in document["events"]], len(blob), len(raw))
+        [p for p, _e, _u in held], [UUID(e["event_id"]) for e in document["events"]], len(blob), len(raw),
+        payload_execution_ids=[e for _p, e, _u in held], payload_uris=[u for _p, _e, u in held])
     return written, {**document["manifest"], "object_sha256": codec.sha256_hex(blob)}
 
 
@@ -122,10 +140,14 @@ def register_archive(conn: Connection, written: ArchiveWritten, manifest: dict[s
             "SELECT unnest(CAST(:ids AS uuid[])), :a, :now"),
             {"ids": written.execution_ids, "a": written.archive_id, "now": now})
     if written.payload_ids:
+        # From what the archive holds, not read back from payloads: looking 20,000 ids up again in every
+        # partition took most of this transaction (0.75 s of 0.9 s on average for 1,000 executions).
         conn.execute(sa.text(
             "INSERT INTO archived_payloads (payload_id, archive_id, execution_id, uri, archived_at) "
-            "SELECT p.payload_id, :a, p.execution_id, p.uri, :now FROM payloads p WHERE p.payload_id = ANY(:ids)"),
-            {"ids": written.payload_ids, "a": written.archive_id, "now": now})
+            "SELECT u.p, :a, u.e, u.u, :now FROM unnest(CAST(:ids AS uuid[]), CAST(:execs AS uuid[]), "
+            "CAST(:uris AS text[])) AS u(p, e, u) ORDER BY u.p"),
+            {"ids": written.payload_ids, "execs": written.payload_execution_ids, "uris": written.payload_uris,
+             "a": written.archive_id, "now": now})
     if written.event_ids:
         conn.execute(sa.text(
             "INSERT INTO event_archives (event_id, archive_id, archived_at) "

@@ -342,3 +342,25 @@ def test_a_removal_queued_while_the_index_is_down_is_applied_in_order_when_it_re
 
     assert up.error is None and [b["query"]["terms"]["execution_id"] for _, b in fake.deletes] == [[str(doomed)]]
     assert {d["execution_id"] for _, _, d in fake.accepted} == {str(later)}
+
+
+def test_executions_removed_at_the_end_of_retention_leave_the_index_too(db, cfg, fake):
+    from datetime import timedelta
+
+    from services import retention
+    from tests.services.jobs_factories import make_workflow
+
+    with db.writer() as conn:
+        make_workflow(conn, "wf-expire", retention_days=30)
+        expired = _recorded_with(conn, cfg, "old@example.org", workflow_id="wf-expire")
+        recording.finish_execution(conn, execution_id=expired, status="completed")
+    index = _index(fake)
+    opensearch.index_pending(db, index)
+    assert {d["execution_id"] for _, _, d in fake.accepted} == {str(expired)}
+
+    report = retention.prune(db, cfg, now=datetime.now(UTC) + timedelta(days=400),
+                             options=retention.RetentionOptions(workflow_id="wf-expire"))
+    opensearch.index_pending(db, index)
+
+    assert report.workflows["wf-expire"]["expire_executions"] == 1
+    assert fake.accepted == [] and [b["query"]["terms"]["execution_id"] for _, b in fake.deletes] == [[str(expired)]]
