@@ -34,7 +34,7 @@ WHERE workflow_id = :w AND created_at >= :s AND created_at < :u ORDER BY created
 RAW_GRID = sa.text("SELECT execution_id, workflow_id, status, trigger_source, started_at, duration_ms, "
                    "error_message FROM execution_state ORDER BY started_at DESC NULLS LAST LIMIT 100")
 RAW_LOOKUP = sa.text("SELECT execution_id FROM executions WHERE trigger_payload @> CAST(:doc AS jsonb)")
-RAW_TEXT = sa.text("SELECT step_id FROM steps WHERE to_tsvector('simple'::regconfig, search_text) "
+RAW_TEXT = sa.text("SELECT step_id FROM steps WHERE flowledger_step_tsv(search_text) "
                    "@@ websearch_to_tsquery('simple', :q) LIMIT 20")
 RAW_FAILURE = sa.text("""
 SELECT workflow_id, date_trunc('hour', completed_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS hour, count(*),
@@ -148,19 +148,37 @@ def _doc(index: int) -> dict:
 
 
 def _free_text(ctx: Context, samples: int) -> None:
+    """What an investigator pastes (an order number, an email, an invoice number), and common words apart."""
     if importlib.util.find_spec("services.search") is None:
         ctx.add(Row("free-text search", "ms p95", target="p95 <= 10 ms",
                     note="not measured: services/search.py does not exist yet"))
         return
     from services import search
 
+    rng = random.Random(11)
+    indexes = [rng.randrange(ctx.executions) for _ in range(samples)]
+    keys = ("order_number", "customer_email", "invoice_number")
+    identifiers = [dataset.refs(i)[keys[n % len(keys)]] for n, i in enumerate(indexes)]
+    with ctx.database.reader() as conn:
+        found = search.search(conn, q=identifiers[0])["items"]
+        owner = executions.search(conn, payload={"data.customer.id": dataset.customer_id(indexes[0])})["items"]
+    ctx.check("queries: an order number finds its own execution's steps first",
+              bool(found) and bool(owner) and str(found[0]["execution_id"]) == str(owner[0]["execution_id"]),
+              f"{len(found)} hits for {identifiers[0]}")
+    _pair(ctx, "free-text search, an identifier", lambda c, q: search.search(c, q=q),
+          lambda c, q: c.execute(RAW_TEXT, {"q": q}).all(), identifiers, "p95 <= 10 ms", 10,
+          note="order numbers, emails and invoice numbers of random executions (each in its execution's 10 "
+               "step inputs); services.search ranks and highlights, the raw query only matches the FTS index")
+
     words = ["Dubois", "rate limit exceeded", "Hauptstraße", "Mechanical keyboard", "timeout", "Stockholm",
              "insufficient stock", "Zhang"]
     # Each word once per run at scale: a common word can take seconds there, and 200 of them would take hours.
     queries = [words[i % len(words)] for i in range(4 if ctx.quick else len(words))]
-    _pair(ctx, "free-text search", lambda c, q: search.search(c, q=q),
-          lambda c, q: c.execute(RAW_TEXT, {"q": q}).all(), queries, "p95 <= 10 ms", 10,
-          note="services.search ranks and highlights; the raw query only matches the FTS index")
+    row = _pair(ctx, "free-text search, a common word", lambda c, q: search.search(c, q=q),
+                lambda c, q: c.execute(RAW_TEXT, {"q": q}).all(), queries, "reported", float("inf"),
+                note="words in up to a quarter of all steps (the generator reuses a pool of payloads): answered "
+                     "from a sample of matches and flagged \"sampled\"; the raw query stops at its first 20")
+    row.met = None
 
 
 def run_rollups(ctx: Context) -> None:
