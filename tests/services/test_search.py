@@ -252,6 +252,7 @@ def test_at_200000_executions_field_lookups_and_free_text_use_their_gin_indexes(
         error_hits = search.search(conn, q="502 Bad Gateway")["items"]
         email_hits = search.search(conn, q="ana.lucia.ferreira@example.org")["items"]
         id_hits = search.search(conn, q="INV-2026-998877")["items"]
+        fragment_hits = search.search(conn, q="INV-2026-99887")["items"]
         masked = search.search(conn, q=SECRET_PASSWORD)["items"]
         gin_payload = _partition_indexes(conn, "executions_trigger_payload_gin")
         gin_events = _partition_indexes(conn, "events_payload_gin")
@@ -265,7 +266,10 @@ def test_at_200000_executions_field_lookups_and_free_text_use_their_gin_indexes(
     assert [h["step_id"] for h in error_hits] == [failing_steps[1]]
     assert [h["step_id"] for h in email_hits] == [failing_steps[0]]
     assert id_hits[0]["step_id"] == failing_steps[1] and id_hits[0]["exact"]
-    assert decoy[0] in {h["step_id"] for h in id_hits[1:]}
+    # A whole identifier finds that identifier, not the longer one that merely contains it...
+    assert decoy[0] not in {h["step_id"] for h in id_hits}
+    # ...and a fragment, which no whole token matches, finds every step containing it (trigram index).
+    assert {failing_steps[1], decoy[0]} <= {h["step_id"] for h in fragment_hits}
     assert masked == []
 
 
