@@ -1,13 +1,11 @@
 """Ingestion and the event log: POST /api/v1/events/<source>, GET /api/v1/events[/<id>[/raw]]."""
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from flask import Blueprint, Flask, Response, jsonify, request
-from sqlalchemy import Connection
 
 from app import auth
 from app.api_common import BodyTooLarge, parse_limit, parse_time, parse_uuid, read_body, runtime
@@ -43,7 +41,7 @@ def post_event(source_system: str) -> Response:
     prepared = events.prepare(incoming, max_depth=rt.settings.max_json_depth,
                               masking=(cfg.masking_keys, cfg.masking_paths))
     # A rejection is two statements and needs a transaction; an accepted event is one statement.
-    with rt.database.writer() if prepared.rejected_reason else _one_statement(rt) as conn:
+    with rt.database.writer() if prepared.rejected_reason else rt.database.autocommit("writer") as conn:
         result = events.record(conn, prepared)
     if result.duplicate:
         return jsonify(event_id=str(result.event_id), status="accepted", duplicate=True), 200
@@ -81,14 +79,6 @@ def get_raw(event_id: str) -> Response:
     with runtime().database.reader() as conn:
         body, content_type = events.get_raw(conn, parse_uuid(event_id, "event id"))
     return Response(body, content_type=content_type or "application/octet-stream")
-
-
-@contextlib.contextmanager
-def _one_statement(rt: Runtime) -> Iterator[Connection]:
-    """A writer connection in autocommit: each statement is its own transaction, committed (durable,
-    synchronous_commit) before execute returns, without the BEGIN and COMMIT round trips."""
-    with rt.database.engine("writer").connect() as conn:
-        yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def add_event_hook(rt: Runtime, hook: EventHook) -> None:

@@ -62,8 +62,7 @@ def get_execution(execution_id: str) -> Response:
     # The read is one statement, so one snapshot without a transaction: autocommit spares the BEGIN and
     # COMMIT round trips. Payloads stay the stored JSON text, which app.jsonio splices into the body
     # instead of parsing 20 payloads only to encode them again.
-    with rt.database.engine("reader").connect() as conn:
-        conn.execution_options(isolation_level="AUTOCOMMIT")
+    with rt.database.autocommit("reader") as conn:
         record = inspection.get_execution(conn, rt.payloads, key, raw_payloads=True)
     return jsonify(record)
 

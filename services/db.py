@@ -117,6 +117,13 @@ class Database:
         with self.engine(role).begin() as conn:
             yield conn
 
+    @contextlib.contextmanager
+    def autocommit(self, role: str) -> Iterator[Connection]:
+        """A connection as role in autocommit: each statement is its own transaction (one snapshot for a
+        read, durable before execute returns for a write), without the BEGIN and COMMIT round trips."""
+        with self.engine(role).connect() as conn:
+            yield conn.execution_options(isolation_level="AUTOCOMMIT")
+
     def writer(self) -> contextlib.AbstractContextManager[Connection]:
         """A transaction as the application writer (ingestion, runner)."""
         return self._begin("writer")

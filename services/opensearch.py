@@ -7,6 +7,7 @@ indexing and loses nothing. Documents use the step id as `_id`, so a resend over
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
@@ -309,20 +310,13 @@ def prune_outbox(database: Database, *, consumer: str = CONSUMER, batch: int = 1
 
 
 def _send(index: OpenSearchIndex, docs: list[dict[str, Any]]) -> int:
-    """Index docs in outbox order; a forget marker first flushes what came before it. Returns rejections."""
-    rejected, pending, forgets = 0, [], []
-    for doc in [*docs, None]:
-        is_forget = doc is not None and doc.get("op") == "forget"
-        if pending and (doc is None or is_forget):
-            rejected += index.bulk(pending)
-            pending = []
-        if forgets and (doc is None or not is_forget):
-            index.forget(forgets)
-            forgets = []
-        if is_forget:
-            forgets.append(doc["execution_id"])
-        elif doc is not None:
-            pending.append(doc)
+    """Index docs in outbox order; each run of forget markers goes after what came before it. Returns rejections."""
+    rejected = 0
+    for forget_run, run in itertools.groupby(docs, key=lambda d: d.get("op") == "forget"):
+        if forget_run:
+            index.forget([d["execution_id"] for d in run])
+        else:
+            rejected += index.bulk(list(run))
     return rejected
 
 

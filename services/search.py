@@ -92,10 +92,11 @@ def search(conn: Connection, *, q: str, workflow_id: str | None = None, status: 
            since: datetime | None = None, until: datetime | None = None, limit: int = 20) -> dict[str, Any]:
     """Steps whose extracted text matches q, ranked, each with a highlighted snippet and a timeline link."""
     sql, params = _statement(q, workflow_id=workflow_id, status=status, since=since, until=until, limit=limit)
-    _settings(conn, identifier=_identifier(params["q"]))
+    identifier = _identifier(params["q"])
+    _settings(conn, identifier=identifier)
     try:
         rows = conn.execute(sa.text(sql), params).mappings().all()
-        if not rows and _identifier(params["q"]):
+        if not rows and identifier:
             # No whole token matched: look for the identifier as a substring (a fragment of a longer id).
             # Only then, because an id's trigrams ("000", "-00", "mail") are in most steps and intersecting
             # them took 0.1-0.5 s at 1,000,000 steps against 5 ms for the token. Not sampled: a random
