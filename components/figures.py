@@ -21,7 +21,8 @@ __all__ = [
     "replay_diff",
 ]
 
-_RATE_HOVER = "%{x|%Y-%m-%d %H:%M}<br>rate %{y:.1%}<br>%{customdata[1]} failed of %{customdata[0]}<extra></extra>"
+_RATE_HOVER = ("%{x|%Y-%m-%d %H:%M}<br>rate %{y:.1%}<br>%{customdata[1]} failed of %{customdata[0]} finished"
+               "<extra></extra>")
 
 
 def failure_rate_hourly(rates: pd.DataFrame, *, threshold: float = 0.05) -> go.Figure:
@@ -87,7 +88,7 @@ def failure_rate_daily(rates: pd.DataFrame) -> go.Figure:
             y=frame["executions"],
             yaxis="y2",
             marker={"color": theme.GRID},
-            hovertemplate="%{x|%Y-%m-%d}<br>%{y} executions<extra></extra>",
+            hovertemplate="%{x|%Y-%m-%d}<br>%{y} executions finished<extra></extra>",
         )
     )
     fig.add_trace(
@@ -107,9 +108,17 @@ def failure_rate_daily(rates: pd.DataFrame) -> go.Figure:
         height=300,
         showlegend=False,
         yaxis={"tickformat": ".0%", "rangemode": "tozero", "title": None},
-        yaxis2={"overlaying": "y", "side": "right", "showgrid": False, "rangemode": "tozero", "title": None},
+        yaxis2={"overlaying": "y", "side": "right", "showgrid": False, "rangemode": "tozero", "title": None,
+                "tickformat": ",d", "tick0": 0, "dtick": count_step(int(frame["executions"].max()))},
     )
     return fig
+
+
+def count_step(maximum: int, ticks: int = 4) -> int:
+    """A whole 1, 2 or 5 x 10^n tick step that splits 0..maximum into about `ticks` parts."""
+    rough = max(maximum / ticks, 1)
+    power = 10 ** (len(str(int(rough))) - 1)
+    return next(step * power for step in (1, 2, 5, 10) if step * power >= rough)
 
 
 def top_failures(df: pd.DataFrame, *, label: str, title: str, limit: int = 10) -> go.Figure:
@@ -162,8 +171,11 @@ def status_counts(df: pd.DataFrame) -> go.Figure:
             sort=False,
             marker={"colors": [theme.status_color(status) for status in frame["status"]]},
             textinfo="percent",
+            textposition="inside",
             hovertemplate="%{label}: %{value} (%{percent})<extra></extra>",
         )
     )
-    fig.update_layout(title="Executions by status", height=280, legend={"orientation": "v", "x": 1, "y": 0.5})
+    # Slices too thin for their percentage show it on hover only, instead of over the title.
+    fig.update_layout(title="Executions by status", height=280, legend={"orientation": "v", "x": 1, "y": 0.5},
+                      uniformtext={"minsize": 10, "mode": "hide"})
     return fig

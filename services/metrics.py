@@ -10,6 +10,7 @@ from sqlalchemy import Connection
 
 from services import sqlblocks
 from services.errors import InvalidInput
+from services.rollups import HOUR, floor_hour
 
 ALERT_THRESHOLD = 0.05
 PERIODS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
@@ -41,15 +42,23 @@ def period(name: str | None, *, now: datetime, since: datetime | None = None,
     return Period(now - PERIODS[name], now)
 
 
-def _frame(conn: Connection, block: str, params: dict[str, Any]) -> pd.DataFrame:
-    result = conn.execute(sqlblocks.load("metrics.sql")[block], params)
-    return pd.DataFrame(result.mappings().all(), columns=list(result.keys()))
+def _frame(conn: Connection, block: str, window: Period, **params: Any) -> pd.DataFrame:
+    result = conn.execute(sqlblocks.load("metrics.sql")[block], _params(window, **params))
+    return pd.DataFrame(result.all(), columns=list(result.keys()))
+
+
+def _params(window: Period, **params: Any) -> dict[str, Any]:
+    """The window itself and the whole UTC hours covering it (what the hourly rollup answers)."""
+    until_hour = floor_hour(window.until)
+    if until_hour < window.until:
+        until_hour += HOUR
+    return {"since": window.since, "until": window.until, "since_hour": floor_hour(window.since),
+            "until_hour": until_hour, **params}
 
 
 def kpis(conn: Connection, *, window: Period, workflow_id: str | None = None) -> dict[str, Any]:
-    """Events received, executions, success rate (of finished runs), p95 duration and the DLQ size."""
-    row = conn.execute(sqlblocks.load("metrics.sql")["kpis"],
-                       {"since": window.since, "until": window.until, "workflow": workflow_id}).mappings().one()
+    """Events received, runs started and finished, success rate (of finished runs), p95 duration, the DLQ size."""
+    row = conn.execute(sqlblocks.load("metrics.sql")["kpis"], _params(window, workflow=workflow_id)).mappings().one()
     finished = row["finished"] or 0
     return {"events": row["events"], "executions": row["executions"], "completed": row["completed"],
             "failed": row["failed"], "success_rate": row["completed"] / finished if finished else None,
@@ -60,14 +69,14 @@ def kpis(conn: Connection, *, window: Period, workflow_id: str | None = None) ->
 
 def failure_rate_hourly(conn: Connection, *, window: Period, workflow_id: str | None = None,
                         threshold: float = ALERT_THRESHOLD) -> pd.DataFrame:
-    """One row per hour with runs: hour, executions, failed, rate and whether it crossed the alert line."""
-    frame = _frame(conn, "hourly", {"since": window.since, "until": window.until, "workflow": workflow_id})
+    """One row per hour: runs finished (executions), failed, rate and whether it crossed the alert line."""
+    frame = _frame(conn, "hourly", window, workflow=workflow_id)
     return _rates(_fill(frame, "hour", "h", window), threshold)
 
 
 def failure_rate_daily(conn: Connection, *, window: Period, workflow_id: str | None = None) -> pd.DataFrame:
-    """One row per day with runs: day, executions, failed and rate."""
-    frame = _frame(conn, "daily", {"since": window.since, "until": window.until, "workflow": workflow_id})
+    """One row per day: runs finished (executions), failed and rate."""
+    frame = _frame(conn, "daily", window, workflow=workflow_id)
     return _rates(_fill(frame, "day", "D", window), ALERT_THRESHOLD).drop(columns="crossed")
 
 
@@ -96,8 +105,8 @@ def _rates(frame: pd.DataFrame, threshold: float) -> pd.DataFrame:
 
 
 def status_counts(conn: Connection, *, window: Period, workflow_id: str | None = None) -> pd.DataFrame:
-    """Executions per status in the period (columns status, count)."""
-    return _frame(conn, "status_counts", {"since": window.since, "until": window.until, "workflow": workflow_id})
+    """Runs finished per outcome in the period, plus those started in it and still open (status, count)."""
+    return _frame(conn, "status_counts", window, workflow=workflow_id)
 
 
 def top_failures(conn: Connection, *, window: Period, by: str, limit: int = 10) -> pd.DataFrame:
@@ -106,12 +115,12 @@ def top_failures(conn: Connection, *, window: Period, by: str, limit: int = 10) 
               "error": "failures_by_error"}
     if by not in blocks:
         raise InvalidInput(f"failures can be grouped by {', '.join(blocks)}")
-    return _frame(conn, blocks[by], {"since": window.since, "until": window.until, "limit": limit})
+    return _frame(conn, blocks[by], window, limit=limit)
 
 
 def workflow_health(conn: Connection, *, window: Period) -> pd.DataFrame:
-    """Per workflow: executions, failed, failure rate and last run in the period."""
-    frame = _frame(conn, "workflow_health", {"since": window.since, "until": window.until})
+    """Per workflow: runs finished (executions), failed, failure rate and the last start in the period."""
+    frame = _frame(conn, "workflow_health", window)
     return _rates(frame, ALERT_THRESHOLD)
 
 

@@ -69,17 +69,16 @@ def failure_rate_per_hour(conn: Connection, *, now: datetime, days: int = 30,
                           per_workflow: bool = True) -> list[dict[str, Any]]:
     """Finished and failed executions and the failure rate per hour over the last `days` days."""
     until = floor_hour(now) + HOUR
-    # Summed in SQL: the rollup holds a row per workflow, hour and status; shipping those to Python
-    # and folding them there cost more than the query itself.
+    # Filtered and summed in SQL: the rollup holds a row per workflow, hour and status; shipping
+    # those to Python and folding them there cost more than the query itself.
     rows = conn.execute(sa.text(
         f"SELECT {'workflow_id' if per_workflow else 'NULL::text'} AS workflow_id, hour, "
-        "sum(executions) FILTER (WHERE status = ANY(:terminal))::bigint AS executions, "
-        "sum(executions) FILTER (WHERE status = ANY(:failed))::bigint AS failed "
-        "FROM flowledger_hourly_outcomes(:s, :u) WHERE status = ANY(:terminal) "
-        "GROUP BY 1, 2 ORDER BY 2, 1"),
-        {"s": until - timedelta(days=days), "u": until, "terminal": list(TERMINAL), "failed": list(FAILED)})
-    return [{"workflow_id": r.workflow_id, "hour": r.hour, "executions": r.executions, "failed": r.failed or 0,
-             "failure_rate": (r.failed or 0) / r.executions if r.executions else 0.0} for r in rows]
+        "sum(executions)::bigint AS executions, "
+        "COALESCE(sum(executions) FILTER (WHERE status = ANY(:failed)), 0)::bigint AS failed "
+        "FROM flowledger_hourly_outcomes(:s, :u, :terminal) GROUP BY 1, 2 ORDER BY 2, 1"),
+        {"s": until - timedelta(days=days), "u": until, "terminal": list(TERMINAL), "failed": list(FAILED)}).all()
+    return [{"workflow_id": workflow, "hour": hour, "executions": runs, "failed": failed,
+             "failure_rate": failed / runs} for workflow, hour, runs, failed in rows]
 
 
 def status_counts(conn: Connection, *, now: datetime, hours: int = 24) -> dict[str, int]:

@@ -1,44 +1,54 @@
--- Overview metrics; executions are placed in time by the engine-reported started_at (created_at is
--- the recording time). Every filter is a bound parameter.
+-- Overview metrics. Counts and rates read the maintained hourly rollup over the whole UTC hours
+-- that cover the period (:since_hour, :until_hour): a run counts in the hour it started (running)
+-- and in the hour it finished (its outcome), by engine-reported time. Lists of failures read the
+-- failed runs themselves, placed by started_at. Every filter is a bound parameter.
 
 -- name: kpis
+-- Counts come from the maintained hourly rollup (flowledger_hourly_outcomes: rolled hours plus the
+-- live tail), over the whole UTC hours :since_hour..:until_hour: runs started (entered running) and
+-- runs finished in those hours by outcome. Durations are not rolled up: p95 reads the finished runs.
 SELECT
   (SELECT count(*) FROM event_state WHERE received_at >= :since AND received_at < :until) AS events,
-  count(*) AS executions,
-  count(*) FILTER (WHERE s.status = 'completed') AS completed,
-  count(*) FILTER (WHERE s.status IN ('failed', 'timed_out')) AS failed,
-  count(*) FILTER (WHERE s.status IN ('completed', 'failed', 'timed_out', 'cancelled')) AS finished,
-  percentile_cont(0.95) WITHIN GROUP (ORDER BY s.duration_ms)
-    FILTER (WHERE s.duration_ms IS NOT NULL) AS p95_ms,
+  COALESCE(sum(o.executions) FILTER (WHERE o.status = 'running'), 0)::bigint AS executions,
+  COALESCE(sum(o.executions) FILTER (WHERE o.status = 'completed'), 0)::bigint AS completed,
+  COALESCE(sum(o.executions) FILTER (WHERE o.status IN ('failed', 'timed_out')), 0)::bigint AS failed,
+  COALESCE(sum(o.executions) FILTER (WHERE o.status <> 'running'), 0)::bigint AS finished,
+  (SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY s.duration_ms) FROM execution_state s
+   WHERE s.completed_at >= :since_hour AND s.completed_at < :until_hour AND s.duration_ms IS NOT NULL
+     AND (CAST(:workflow AS text) IS NULL OR s.workflow_id = :workflow)) AS p95_ms,
   (SELECT count(*) FROM event_state WHERE status = 'dead_lettered') AS dead_lettered
-FROM execution_state s
-WHERE s.started_at >= :since AND s.started_at < :until
-  AND (CAST(:workflow AS text) IS NULL OR s.workflow_id = :workflow);
+FROM flowledger_hourly_outcomes(:since_hour, :until_hour,
+                                ARRAY['running', 'completed', 'failed', 'timed_out', 'cancelled'],
+                                CAST(:workflow AS text)) o;
 
 -- name: hourly
-SELECT date_trunc('hour', s.started_at) AS hour,
-       count(*) AS executions,
-       count(*) FILTER (WHERE s.status IN ('failed', 'timed_out')) AS failed
-FROM execution_state s
-WHERE s.started_at >= :since AND s.started_at < :until
-  AND (CAST(:workflow AS text) IS NULL OR s.workflow_id = :workflow)
+-- Runs that finished in each hour, and how many of them failed (from the rollup).
+SELECT o.hour, sum(o.executions)::bigint AS executions,
+       COALESCE(sum(o.executions) FILTER (WHERE o.status IN ('failed', 'timed_out')), 0)::bigint AS failed
+FROM flowledger_hourly_outcomes(:since_hour, :until_hour, ARRAY['completed', 'failed', 'timed_out', 'cancelled'],
+                                CAST(:workflow AS text)) o
 GROUP BY 1 ORDER BY 1;
 
 -- name: daily
-SELECT date_trunc('day', s.started_at) AS day,
-       count(*) AS executions,
-       count(*) FILTER (WHERE s.status IN ('failed', 'timed_out')) AS failed
-FROM execution_state s
-WHERE s.started_at >= :since AND s.started_at < :until
-  AND (CAST(:workflow AS text) IS NULL OR s.workflow_id = :workflow)
+SELECT date_trunc('day', o.hour AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS day, sum(o.executions)::bigint AS executions,
+       COALESCE(sum(o.executions) FILTER (WHERE o.status IN ('failed', 'timed_out')), 0)::bigint AS failed
+FROM flowledger_hourly_outcomes(:since_hour, :until_hour, ARRAY['completed', 'failed', 'timed_out', 'cancelled'],
+                                CAST(:workflow AS text)) o
 GROUP BY 1 ORDER BY 1;
 
 -- name: status_counts
-SELECT s.status, count(*) AS count
-FROM execution_state s
-WHERE s.started_at >= :since AND s.started_at < :until
-  AND (CAST(:workflow AS text) IS NULL OR s.workflow_id = :workflow)
-GROUP BY 1 ORDER BY 2 DESC;
+-- Outcomes of the runs that finished in the period (rollup), and the runs started in it that
+-- have not finished yet (few, so the status index answers).
+SELECT status, sum(n)::bigint AS count FROM (
+  SELECT o.status, o.executions AS n
+  FROM flowledger_hourly_outcomes(:since_hour, :until_hour, ARRAY['completed', 'failed', 'timed_out', 'cancelled'],
+                                  CAST(:workflow AS text)) o
+  UNION ALL
+  SELECT s.status, count(*) FROM execution_state s
+  WHERE s.status IN ('pending', 'running') AND s.started_at >= :since AND s.started_at < :until
+    AND (CAST(:workflow AS text) IS NULL OR s.workflow_id = :workflow)
+  GROUP BY 1
+) x GROUP BY 1 ORDER BY 2 DESC;
 
 -- name: failures_by_event_type
 -- Executions without an event (schedules, manual runs, engine reports) are labelled by trigger.
@@ -48,9 +58,10 @@ WHERE s.started_at >= :since AND s.started_at < :until AND s.status IN ('failed'
 GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT :limit;
 
 -- name: failures_by_workflow
+-- The rate's denominator is the runs the workflow started in the period, from the rollup.
 SELECT s.workflow_id, count(*) AS failures,
-       count(*)::float / NULLIF((SELECT count(*) FROM execution_state a WHERE a.workflow_id = s.workflow_id
-                                 AND a.started_at >= :since AND a.started_at < :until), 0) AS rate
+       count(*)::float / NULLIF((SELECT sum(o.executions) FROM flowledger_hourly_outcomes(
+         :since_hour, :until_hour, ARRAY['running'], s.workflow_id) o), 0)::bigint AS rate
 FROM execution_state s
 WHERE s.started_at >= :since AND s.started_at < :until AND s.status IN ('failed', 'timed_out')
 GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT :limit;
@@ -66,9 +77,12 @@ WHERE s.started_at >= :since AND s.started_at < :until AND s.status IN ('failed'
 GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT :limit;
 
 -- name: workflow_health
-SELECT s.workflow_id, count(*) AS executions,
-       count(*) FILTER (WHERE s.status IN ('failed', 'timed_out')) AS failed,
-       max(s.started_at) AS last_run
-FROM execution_state s
-WHERE s.started_at >= :since AND s.started_at < :until
+-- Runs finished and failed per workflow in the period (rollup); the last start from the
+-- (workflow_id, started_at) index.
+SELECT o.workflow_id,
+       COALESCE(sum(o.executions) FILTER (WHERE o.status <> 'running'), 0)::bigint AS executions,
+       COALESCE(sum(o.executions) FILTER (WHERE o.status IN ('failed', 'timed_out')), 0)::bigint AS failed,
+       (SELECT max(s.started_at) FROM execution_state s WHERE s.workflow_id = o.workflow_id
+          AND s.started_at >= :since AND s.started_at < :until) AS last_run
+FROM flowledger_hourly_outcomes(:since_hour, :until_hour) o
 GROUP BY 1 ORDER BY 1;

@@ -54,6 +54,14 @@ def test_daily_rate_is_a_trend_line_in_day_order():
     assert list(line.y) == [0.1, 0.2, 0.3]
 
 
+def test_the_daily_volume_axis_counts_in_whole_round_steps():
+    days = pd.date_range("2024-05-01", periods=3, freq="D", tz="UTC")
+    for volumes, step in (([1, 3, 2], 1), ([40, 145, 90], 50), ([900, 12_345, 70], 5000)):
+        df = pd.DataFrame({"day": days, "executions": volumes, "failed": 0, "rate": 0.0})
+        axis = failure_rate_daily(df).layout.yaxis2
+        assert (axis.dtick, axis.tick0, axis.tickformat) == (step, 0, ",d")
+
+
 def test_top_failures_keeps_the_ten_largest_with_the_largest_on_top():
     df = pd.DataFrame({"workflow": [f"wf{i}" for i in range(15)], "failures": list(range(15))})
     fig = top_failures(df, label="workflow", title="Failures by workflow")

@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services import metrics
+from services import metrics, recording, rollups
 from services.errors import InvalidInput
+from services.recording import NewExecution
 from tests.services.dashboard_factories import record
 
 BASE = datetime(2019, 6, 1, 10, 0, tzinfo=UTC)
@@ -31,7 +32,7 @@ def window(database, runtime):
     return metrics.Period(BASE - timedelta(hours=1), BASE + timedelta(hours=3)), workflow
 
 
-def test_kpis_count_runs_by_their_engine_start_time_and_give_the_success_rate(database, window):
+def test_kpis_count_the_runs_started_and_finished_in_the_period_and_give_the_success_rate(database, window):
     period, workflow = window
     with database.reader() as conn:
         kpis = metrics.kpis(conn, window=period, workflow_id=workflow)
@@ -66,3 +67,50 @@ def test_a_custom_period_needs_its_start_before_its_end():
         metrics.period("custom", now=now, since=now)
     with pytest.raises(InvalidInput):
         metrics.period("fortnight", now=now)
+
+
+def test_a_run_counts_where_it_finished_and_the_overview_equals_the_raw_rows_before_and_after_a_rollup(
+        database, runtime):
+    """The overview reads the hourly rollup (rolled hours plus the live tail); both must give the raw answer."""
+    workflow = f"metrics-late-{uuid.uuid4().hex[:8]}"
+    start = datetime(2019, 7, 1, 9, 50, tzinfo=UTC)
+    with database.writer() as conn:
+        # Starts at 09:50, runs 20 minutes, fails at 10:10: its outcome belongs to 10:00.
+        record(conn, runtime.payloads, workflow_id=workflow, at=start, status="failed",
+               steps=[{"step_name": "sync", "status": "failed", "ms": 20 * 60_000, "error_message": "HTTP 502"}])
+        for minute in range(3):
+            record(conn, runtime.payloads, workflow_id=workflow, at=start + timedelta(minutes=20 + minute))
+    period = metrics.Period(datetime(2019, 7, 1, 9, 0, tzinfo=UTC), datetime(2019, 7, 1, 12, 0, tzinfo=UTC))
+
+    def read() -> tuple:
+        with database.reader() as conn:
+            hourly = metrics.failure_rate_hourly(conn, window=period, workflow_id=workflow)
+            kpis = metrics.kpis(conn, window=period, workflow_id=workflow)
+            counts = metrics.status_counts(conn, window=period, workflow_id=workflow)
+            health = metrics.workflow_health(conn, window=period)
+        by_hour = {row.hour.hour: (row.executions, row.failed) for row in hourly.itertuples()}
+        mine = health[health["workflow_id"] == workflow].iloc[0]
+        return (by_hour, kpis["executions"], kpis["failed"], dict(zip(counts["status"], counts["count"], strict=True)),
+                (int(mine["executions"]), int(mine["failed"])))
+
+    before = read()
+    assert before[0][9] == (0, 0) and before[0][10] == (4, 1)
+    assert before[1:] == (4, 1, {"completed": 3, "failed": 1}, (4, 1))
+    with database.writer() as conn:
+        rollups.refresh(conn, lag_seconds=0)
+    assert read() == before
+
+
+def test_a_run_still_going_is_counted_as_running_beside_the_finished_outcomes(database, runtime):
+    workflow = f"metrics-open-{uuid.uuid4().hex[:8]}"
+    at = datetime(2019, 8, 1, 10, 0, tzinfo=UTC)
+    with database.writer() as conn:
+        record(conn, runtime.payloads, workflow_id=workflow, at=at)
+        open_run = recording.create_execution(conn, runtime.payloads,
+                                              NewExecution(workflow_id=workflow, started_at=at))
+        recording.start_execution(conn, execution_id=open_run.execution_id, at=at)
+    with database.reader() as conn:
+        counts = metrics.status_counts(conn, window=metrics.Period(at, at + timedelta(hours=1)), workflow_id=workflow)
+        kpis = metrics.kpis(conn, window=metrics.Period(at, at + timedelta(hours=1)), workflow_id=workflow)
+    assert dict(zip(counts["status"], counts["count"], strict=True)) == {"completed": 1, "running": 1}
+    assert (kpis["executions"], kpis["completed"], kpis["success_rate"]) == (2, 1, 1.0)
