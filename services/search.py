@@ -7,11 +7,8 @@ the newest step. Archived executions stay findable: their text stays on the step
 from __future__ import annotations
 
 import html
-import json
 import re
-import statistics
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -19,7 +16,6 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from services import executions
 from services.errors import InvalidInput
 
 # The indexed expression (migration 0017): written exactly as the GIN index is, so the planner uses it.
@@ -33,9 +29,7 @@ IDENTIFIER = re.compile(r"[0-9_@./:-]")
 MAX_QUERY_CHARS = 500
 
 # Matches are cut to the newest CANDIDATES before ranking: ranking every step that mentions a common
-# word (and reading its text for the exact check) cost seconds at 100,000 steps. The vector lives only
-# in the index, so ranking re-parses each candidate's text once; "exact" checks that vector first, so the
-# whole-token regex only reads the text of phrase matches.
+# word (and reading its text for the exact check) cost seconds at 100,000 steps.
 CANDIDATES = 300
 # A word in a quarter of all steps (a common surname, "timeout") makes the GIN index return hundreds of
 # thousands of rows, each re-parsed to confirm the match: a minute at 1,000,000 steps. GIN's own
@@ -45,17 +39,33 @@ FUZZY_LIMIT = 3000
 # A search that still runs this long is stopped with a clear error instead of holding a connection.
 TIMEOUT_MS = 15_000
 # Whole-token matches come from the full-text index; the tsquery is written out, not taken from q, so it
-# is an index condition. Substring matches of identifiers come from the trigram index (see search()).
+# is an index condition (PostgreSQL folds these immutable calls on the bound q into one constant).
+# Substring matches of identifiers come from the trigram index (see search()).
+WEBSEARCH, PHRASE, PLAIN = (f"{fn}('simple', :q)" for fn in ("websearch_to_tsquery", "phraseto_tsquery",
+                                                               "plainto_tsquery"))
+# An identifier is a phrase of lexemes (BO-00001234 is 'bo' <-> '-00001234'). GIN stores no positions, so a
+# phrase makes every index hit a recheck that parses the step's ~3 KB of text again (0.3 ms a step, half of
+# an identifier search at 100k executions). When q is exactly such a phrase, the index is asked for its
+# lexemes in any order instead, which it answers without a recheck, and a hit is confirmed by finding q in
+# the text as a whole token; only a hit without it is parsed. Other queries go to the index as written.
+# regexp_like, not ~*: the planner costs the trigram index for a ~* inside an OR, 3-10 ms of planning.
+RELAXED = f"({WEBSEARCH} = {PHRASE} AND {WEBSEARCH} <> {PLAIN})"
 FTS_MATCH = ("steps st JOIN execution_state s ON s.execution_id = st.execution_id "
-             f"WHERE {TSVECTOR} @@ websearch_to_tsquery('simple', :q)")
+             f"WHERE {TSVECTOR} @@ (CASE WHEN {WEBSEARCH} = {PHRASE} THEN {PLAIN} ELSE {WEBSEARCH} END) "
+             f"AND (NOT {RELAXED} OR regexp_like(st.search_text, :word, 'i') "
+             f"OR to_tsvector('simple'::regconfig, st.search_text) @@ {WEBSEARCH})")
 # Matched apart, then joined: as one WHERE with the join, the planner walked execution_state first and
 # took seconds at 100k executions.
 TRIGRAM_MATCH = ("(SELECT step_id, created_at FROM steps WHERE search_text ILIKE :like) m "
                  "JOIN steps st ON st.step_id = m.step_id AND st.created_at = m.created_at "
                  "JOIN execution_state s ON s.execution_id = st.execution_id WHERE true")
+# Ranking reads the text, never parses it, for a hit that holds q as a whole token (every hit of an
+# identifier): such a hit is "exact" (when q's query is its phrase, being a hit already proves the phrase
+# match; otherwise that is checked on a parse), and ts_rank_cd would give each occurrence 0.1 (a cover of
+# the phrase with no noise, default weights), so counting them gives the same rank. Only other hits are
+# parsed for ts_rank_cd, and ts_headline only runs for the page's hits that do not contain q literally.
 SEARCH_SQL = """
-WITH q AS (SELECT websearch_to_tsquery('simple', :q) AS tsq),
-candidates AS (
+WITH candidates AS (
   SELECT st.step_id, st.execution_id, st.step_name, st.seq, st.attempt, st.status AS step_status,
          st.created_at, st.search_text, s.workflow_id, s.status, s.archived_uri
   FROM {source}
@@ -66,24 +76,28 @@ candidates AS (
   ORDER BY st.created_at DESC
   LIMIT :candidates
 ),
-vectors AS (
-  SELECT c.*, to_tsvector('simple'::regconfig, c.search_text) AS v FROM candidates c
+-- Materialized and behind OFFSET 0 so that each expression runs once a candidate, not once per use.
+scored AS MATERIALIZED (
+  SELECT c.*, n.occurrences,
+         (n.occurrences > 0 AND ({websearch} = {phrase}
+                                 OR to_tsvector('simple'::regconfig, c.search_text) @@ {phrase})) AS exact
+  FROM candidates c CROSS JOIN LATERAL (
+    SELECT regexp_count(c.search_text, :word, 1, 'i') AS occurrences OFFSET 0) n
 ),
 hits AS (
   SELECT c.step_id, c.execution_id, c.step_name, c.seq, c.attempt, c.step_status, c.created_at, c.search_text,
-         c.workflow_id, c.status, c.archived_uri,
-         (c.v @@ phraseto_tsquery('simple', :q) AND c.search_text ~* :word) AS exact,
-         ts_rank_cd(c.v, q.tsq) AS rank
-  FROM vectors c CROSS JOIN q
+         c.workflow_id, c.status, c.archived_uri, c.exact,
+         CASE WHEN c.exact THEN CAST(0.1 * c.occurrences AS real)
+              ELSE ts_rank_cd(to_tsvector('simple'::regconfig, c.search_text), {websearch}) END AS rank
+  FROM scored c
   ORDER BY exact DESC, rank DESC, c.created_at DESC, c.step_id
   LIMIT :limit
 )
--- The snippet of a hit that contains the query literally is cut in Python (_hit); ts_headline, which parses
--- the text once more, is only needed for the others.
+-- The snippet of a hit that contains the query literally is cut in Python (_hit).
 SELECT h.*, CASE WHEN strpos(lower(h.search_text), lower(:q)) > 0 THEN NULL
-                 ELSE ts_headline('simple', h.search_text, q.tsq, :options) END AS headline,
+                 ELSE ts_headline('simple', h.search_text, {websearch}, :options) END AS headline,
        (SELECT count(*) FROM candidates) AS candidate_count
-FROM hits h CROSS JOIN q
+FROM hits h
 ORDER BY h.exact DESC, h.rank DESC, h.created_at DESC, h.step_id
 """
 
@@ -102,7 +116,7 @@ def search(conn: Connection, *, q: str, workflow_id: str | None = None, status: 
             # them took 0.1-0.5 s at 1,000,000 steps against 5 ms for the token. Not sampled: a random
             # subset of trigram candidates would drop the very rows that contain the fragment.
             conn.exec_driver_sql("SET LOCAL gin_fuzzy_search_limit = 0")
-            rows = conn.execute(sa.text(SEARCH_SQL.format(source=TRIGRAM_MATCH)), params).mappings().all()
+            rows = conn.execute(sa.text(_sql(TRIGRAM_MATCH)), params).mappings().all()
     except sa.exc.OperationalError as exc:
         if "statement timeout" not in str(exc):
             raise
@@ -127,31 +141,19 @@ def explain(conn: Connection, *, q: str, analyze: bool = False, **filters: Any) 
 
 
 def _settings(conn: Connection, *, identifier: bool = False) -> None:
-    """What every search runs with; SET LOCAL, so it ends with the caller's transaction."""
-    conn.exec_driver_sql(f"SET LOCAL gin_fuzzy_search_limit = {int(FUZZY_LIMIT)}")
-    conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(TIMEOUT_MS)}")
-    # PostgreSQL prices ILIKE over a few KB of text as cheaply as over a word: on a small ledger it read
-    # every step (90 ms at 3,000 steps, by a table scan or a whole-index scan) rather than the trigram
-    # index. Steps are found through the text indexes only (bitmap scans); reading every step's text is
-    # never the better plan for a search.
-    conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
-    conn.exec_driver_sql("SET LOCAL enable_indexscan = off")
+    """What every search runs with; local to the caller's transaction, set in one round trip."""
+    settings = {"gin_fuzzy_search_limit": int(FUZZY_LIMIT), "statement_timeout": int(TIMEOUT_MS),
+                # PostgreSQL prices ILIKE over a few KB of text as cheaply as over a word: on a small ledger
+                # it read every step (90 ms at 3,000 steps, by a table scan or a whole-index scan) rather
+                # than the trigram index. Steps are found through the text indexes only (bitmap scans);
+                # reading every step's text is never the better plan for a search.
+                "enable_seqscan": "off", "enable_indexscan": "off"}
     if identifier:
         # An identifier matches a handful of steps: starting parallel workers cost more (about 8 ms at
         # 100k executions) than the index scans they share. A common word keeps them (0.5 s against 1 s).
-        conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
-
-
-def explain_field_lookup(conn: Connection, *, payload: dict[str, str], **filters: Any) -> str:
-    """The plan of executions.search for payload field conditions (proves the GIN index is used)."""
-    contains = executions.payload_filter(payload)
-    sql = executions.SEARCH_SQL.format(
-        join="", payload=executions.PAYLOAD_CONDITION)
-    params = {"workflow": filters.get("workflow_id"), "status": filters.get("status"),
-              "source": filters.get("trigger_source"), "since": filters.get("since"),
-              "until": filters.get("until"), "after_at": None, "after_id": None,
-              "contains": json.dumps(contains), "limit": 51}
-    return "\n".join(r[0] for r in conn.execute(sa.text(f"EXPLAIN {sql}"), params))
+        settings["max_parallel_workers_per_gather"] = 0
+    conn.exec_driver_sql("SELECT " + ", ".join(f"set_config('{name}', '{value}', true)"
+                                               for name, value in settings.items()))
 
 
 def execution_context(conn: Connection, hits: Iterable[dict[str, Any]], *,
@@ -179,29 +181,6 @@ def step_link(execution_id: Any, step_id: Any) -> str:
     return f"/executions/{execution_id}?step={step_id}"
 
 
-def latency_probe(conn: Connection, *, text_queries: Sequence[str] = (),
-                  field_queries: Sequence[dict[str, str]] = (), repeat: int = 5,
-                  clock: Callable[[], float] = time.perf_counter) -> dict[str, dict[str, float]]:
-    """Milliseconds per query (min, median, max) for the benchmark command; measures, never asserts."""
-    results: dict[str, dict[str, float]] = {}
-    for q in text_queries:
-        results[f"text:{q}"] = _timed(lambda q=q: search(conn, q=q, limit=20), repeat, clock)
-    for fields in field_queries:
-        key = "field:" + ",".join(f"{k}={v}" for k, v in fields.items())
-        results[key] = _timed(lambda f=fields: executions.search(conn, payload=f, limit=50), repeat, clock)
-    return results
-
-
-def _timed(run: Callable[[], Any], repeat: int, clock: Callable[[], float]) -> dict[str, float]:
-    samples = []
-    for _ in range(max(1, repeat)):
-        start = clock()
-        run()
-        samples.append((clock() - start) * 1000)
-    return {"min_ms": min(samples), "median_ms": statistics.median(samples), "max_ms": max(samples),
-            "runs": float(len(samples))}
-
-
 def _statement(q: str, *, workflow_id: str | None = None, status: str | None = None,
                since: datetime | None = None, until: datetime | None = None,
                limit: int = 20) -> tuple[str, dict[str, Any]]:
@@ -210,11 +189,15 @@ def _statement(q: str, *, workflow_id: str | None = None, status: str | None = N
         raise InvalidInput("q must contain the text to search for")
     if len(query) > MAX_QUERY_CHARS:
         raise InvalidInput(f"q must be at most {MAX_QUERY_CHARS} characters")
-    sql = SEARCH_SQL.format(source=FTS_MATCH)
+    sql = _sql(FTS_MATCH)
     params = {"q": query, "like": "%" + _like_escape(query) + "%", "word": _word_regex(query),
               "since": since, "until": until, "workflow": workflow_id, "status": status, "limit": limit,
               "options": HEADLINE_OPTIONS, "candidates": CANDIDATES}
     return sql, params
+
+
+def _sql(source: str) -> str:
+    return SEARCH_SQL.format(source=source, websearch=WEBSEARCH, phrase=PHRASE)
 
 
 def _identifier(query: str) -> bool:
@@ -262,4 +245,5 @@ def _word_regex(value: str) -> str:
     """A case-insensitive PostgreSQL regex matching value as a whole token (not inside a longer id)."""
     escaped = re.sub(r"([^0-9A-Za-z\s])", r"\\\1", value)
     # '-', '.', '@' join the parts of ids and addresses: ORD-1 must not match inside ORD-1-2.
-    return f"(^|[^[:alnum:]_.@-]){escaped}($|[^[:alnum:]_@-]|\\.([^[:alnum:]]|$))"
+    # The end is a lookahead so that regexp_count also counts occurrences one separator apart.
+    return f"(^|[^[:alnum:]_.@-]){escaped}(?=$|[^[:alnum:]_@-]|\\.([^[:alnum:]]|$))"

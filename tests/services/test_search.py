@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from services import events, executions, payloads, recording, search
+from services import events, executions, payloads, recording, search, search_probe
 from services.db import Database
 from services.errors import InvalidInput
 from services.objectstore import LocalObjectStore
@@ -96,6 +96,39 @@ def test_an_exact_identifier_survives_hundreds_of_newer_substring_matches(databa
     assert page["items"][0]["step_id"] == steps[0] and page["items"][0]["exact"] is True
 
 
+def test_an_identifier_mentioned_more_often_ranks_higher_with_the_rank_full_text_would_give(database, cfg):
+    wf, ref = _wf(), f"ORD-{uuid.uuid4().int % 10**9:09d}"
+    record_run(database, cfg, wf, [{"output": {"order": ref, "note": f"paid {ref}", "mail": f"re: {ref}, shipped"}}])
+    _, once = record_run(database, cfg, wf, [{"output": {"ref": ref}}])
+
+    with database.reader() as conn:
+        page = search.search(conn, q=ref, workflow_id=wf)
+        # Exact hits are ranked without parsing their text; the rank is still what ts_rank_cd computes.
+        full_text = {r.step_id: r.rank for r in conn.execute(sa.text(
+            "SELECT step_id, ts_rank_cd(to_tsvector('simple'::regconfig, search_text), "
+            "websearch_to_tsquery('simple', :q)) AS rank FROM steps WHERE step_id = ANY(:ids)"),
+            {"q": ref, "ids": [h["step_id"] for h in page["items"]]})}
+
+    assert [h["exact"] for h in page["items"]] == [True, True] and page["items"][1]["step_id"] == once[0]
+    assert [h["rank"] for h in page["items"]] == pytest.approx([full_text[h["step_id"]] for h in page["items"]])
+    assert page["items"][0]["rank"] == pytest.approx(3 * page["items"][1]["rank"])
+
+
+def test_an_identifier_is_not_found_from_its_parts_apart_but_is_found_glued_to_other_text(database, cfg):
+    wf, number = _wf(), f"{uuid.uuid4().int % 10**9:09d}"
+    ref = f"ORD-{number}"
+    record_run(database, cfg, wf, [{"output": {"note": f"ORD-1 shipped in box X-{number}"}}])
+    _, glued = record_run(database, cfg, wf, [{"output": {"note": f"ref_{ref} paid"}}])
+    _, exact = record_run(database, cfg, wf, [{"output": {"order": ref}}])
+
+    with database.reader() as conn:
+        page = search.search(conn, q=ref, workflow_id=wf)
+
+    # Full text matches "ref_ORD-n" (the parser splits at "_"), which is not the identifier as a whole token.
+    assert [(h["step_id"], h["exact"]) for h in page["items"]] == [(exact[0], True), (glued[0], False)]
+    assert f"<mark>{ref}</mark>" in page["items"][1]["snippet"]
+
+
 def test_masked_values_are_never_searchable_because_masking_happens_before_extraction(database, cfg):
     wf = _wf()
     execution, steps = record_run(database, cfg, wf, [{
@@ -176,7 +209,7 @@ def test_an_empty_query_is_refused(database):
 def test_latency_probe_reports_timings_without_judging_them(database, cfg):
     ticks = iter(range(100))
     with database.reader() as conn:
-        report = search.latency_probe(conn, text_queries=["anything"], field_queries=[{"customer.id": "C-1"}],
+        report = search_probe.latency_probe(conn, text_queries=["anything"], field_queries=[{"customer.id": "C-1"}],
                                       repeat=2, clock=lambda: next(ticks))
     assert set(report) == {"text:anything", "field:customer.id=C-1"}
     assert report["text:anything"]["runs"] == 2 and report["text:anything"]["min_ms"] == 1000
@@ -240,7 +273,7 @@ def test_at_200000_executions_field_lookups_and_free_text_use_their_gin_indexes(
     record_run(database, cfg, wf, [{"input": {"password": SECRET_PASSWORD}, "output": {"ok": True}}])
 
     with database.reader() as conn:
-        lookup_plan = search.explain_field_lookup(conn, payload={"customer.id": "C-777"})
+        lookup_plan = search_probe.explain_field_lookup(conn, payload={"customer.id": "C-777"})
         found = {r["execution_id"] for r in executions.search(conn, payload={"customer.id": "C-777"})["items"]}
         truth = {r[0] for r in conn.execute(sa.text(
             "SELECT execution_id FROM executions WHERE trigger_payload->'customer'->>'id' = 'C-777'"))}
@@ -335,3 +368,6 @@ def test_a_small_ledger_with_long_step_texts_is_searched_through_the_index_not_b
     assert f"Bitmap Heap Scan on {part}" in plan, plan
     assert f"Seq Scan on {part}" not in plan and f"Index Scan using {part}" not in plan, plan  # ...search avoids it
     assert len(hits) == 1 and hits[0]["exact"]
+    # The identifier's lexemes are asked for in any order: a phrase would make every hit a recheck, which
+    # parses the step's text again.
+    assert "''bo'' & ''-00001234''" in plan, plan
