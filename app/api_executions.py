@@ -21,9 +21,10 @@ def report_executions() -> Response:
     """Record one execution or a batch with their steps in one transaction; 201 with ids."""
     rt = runtime()
     try:
-        body = read_body(request, rt.settings.max_body_bytes)
+        body = read_body(request, rt.settings.max_batch_body_bytes)
     except BodyTooLarge as exc:
-        return problem(413, "Payload too large", str(exc), slug="payload-too-large")
+        return problem(413, "Payload too large", f"{exc}; send fewer executions per request or raise "
+                       "FLOWLEDGER_MAX_BATCH_BODY_BYTES", slug="payload-too-large")
     try:
         parsed = json.loads(body)
     except (ValueError, RecursionError):

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     maintainer_password: SecretStr | None = None
 
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    # A batch of 100 executions x 10 steps with 1-8 KB inputs and outputs is about 9-11 MB of JSON.
+    max_batch_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
     max_json_depth: int = Field(default=200, ge=1, le=900)
     inline_payload_max_bytes: int = Field(default=1024 * 1024, ge=1)
     masking_keys: list[str] = Field(

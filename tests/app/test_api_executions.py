@@ -141,3 +141,18 @@ def test_the_api_body_is_the_service_record_with_payloads_non_ascii_included(cli
     assert json.loads(response.get_data(as_text=True)) == expected
     assert expected["steps"][0]["output"] == {"crm_id": "D-1", "note": "größer ✓", "amounts": [1.5, 2, None]}
     assert expected["trigger_payload"]["customer"]["name"] == "Zoë Ødegård"
+
+
+def test_a_batch_over_its_own_limit_is_413_naming_the_setting_and_stores_nothing(client, runtime, monkeypatch):
+    """Batches have a larger limit than events: 100 executions of 10 steps with 8 KB payloads pass 10 MB."""
+    workflow = f"wf-api-{uuid.uuid4().hex[:6]}"
+    body = json.dumps({"executions": [_report(workflow) for _ in range(3)]})
+    monkeypatch.setattr(runtime.settings, "max_body_bytes", 10)  # the events' limit does not apply here
+    assert client.post("/api/v1/executions", data=body, content_type="application/json").status_code == 201
+    workflow = f"wf-api-{uuid.uuid4().hex[:6]}"
+    body = json.dumps({"executions": [_report(workflow) for _ in range(3)]})
+    monkeypatch.setattr(runtime.settings, "max_batch_body_bytes", len(body) - 1)
+    response = client.post("/api/v1/executions", data=body, content_type="application/json")
+    assert response.status_code == 413 and response.mimetype == "application/problem+json"
+    assert "FLOWLEDGER_MAX_BATCH_BODY_BYTES" in response.get_json()["detail"]
+    assert client.get(f"/api/v1/executions?workflow_id={workflow}").get_json()["items"] == []
