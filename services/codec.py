@@ -27,9 +27,14 @@ MAX_CACHED_CONTEXTS = 64
 
 def canonical_json(value: Any) -> bytes:
     """Serialise a JSON-like value compactly as UTF-8, keeping key order as given."""
+    return canonical_text(value).encode("utf-8")
+
+
+def canonical_text(value: Any) -> str:
+    """canonical_json before its UTF-8 encoding."""
     # Key order is kept because it is what the workflow produced; sorting would make the
     # stored payload differ from what the user saw. allow_nan=False keeps the output real JSON.
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def sha256_hex(data: bytes) -> str:

@@ -1,10 +1,8 @@
 """Events: kept byte for byte as received, with a JSONB copy for queries when the body allows one."""
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -72,13 +70,6 @@ _INSERT_KEYED = sa.text(
     "WITH claim AS (INSERT INTO event_idempotency (source_system, idempotency_key, event_id) "
     "VALUES (:src, :key, :id) ON CONFLICT DO NOTHING RETURNING event_id) "
     f"INSERT INTO events ({_COLUMNS}) SELECT {_VALUES} FROM claim RETURNING event_id")
-# What masking.normalise_key drops from a key before comparing ("-", "_" and what regex \s matches,
-# which is str.isspace, all below U+3001), as a translate table: ten times faster than the regex.
-_SEPARATORS = dict.fromkeys([ord("-"), ord("_"), *(c for c in range(0x3001) if chr(c).isspace())])
-_ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|(.))", re.DOTALL)
-_ESCAPED = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
-
-
 def parse_body(body: bytes, *, max_depth: int) -> tuple[Any, str | None]:
     """The JSON value of a body, or None and the reason it cannot be one."""
     _, value, reason = _parse(body, max_depth=max_depth)
@@ -215,44 +206,10 @@ def _jsonb_text(text: str | None, value: Any, masking: tuple[Sequence[str], Sequ
 
     PostgreSQL parses the body text as faithfully as Python did (_parse refused what JSONB cannot hold).
     """
-    if text is not None and (masking is None or not _masking_may_apply(text, *masking)):
+    if text is not None and (masking is None or not masking_rules.may_apply(text, *masking)):
         return text
     keys, paths = masking or ((), ())
     return json.dumps(masking_rules.mask_payload(value, keys=keys, paths=paths))
-
-
-def _masking_may_apply(text: str, keys: Sequence[str], paths: Sequence[str]) -> bool:
-    """False only when no key of the body can match a masking rule, decided on the text in C speed.
-
-    Sound because every key, escapes decoded, appears in the text with its escapes decoded (also the
-    keys of JSON documents embedded in strings, which masking visits too, unless they carry escapes
-    of their own), and normalising (dropping separators, casefolding) works character by character,
-    so a matching key leaves the rule's normalised name inside the normalised text. Escapes within
-    escapes, glob patterns and path rules take the full walk.
-    """
-    if paths:
-        return True
-    names = _rule_names(tuple(keys))
-    if names is None:
-        return True
-    if "\\" in text:
-        text = _ESCAPE.sub(_unescape, text)
-        if "\\" in text:
-            return True
-    flat = text.translate(_SEPARATORS).casefold()
-    return any(name in flat for name in names)
-
-
-def _unescape(match: re.Match[str]) -> str:
-    code, char = match.groups()
-    return chr(int(code, 16)) if code else _ESCAPED.get(char, char)
-
-
-@functools.lru_cache(maxsize=64)
-def _rule_names(keys: tuple[str, ...]) -> tuple[str, ...] | None:
-    """The normalised key names, or None when a glob pattern needs the full walk."""
-    names = tuple(masking_rules.normalise_key(key) for key in keys)
-    return None if any(ch in name for name in names for ch in "*?[") else names
 
 
 def _duplicate(conn: Connection, incoming: IncomingEvent) -> IngestResult:

@@ -37,6 +37,18 @@ DEFAULT_SENSITIVE_KEYS = (
 )
 
 _SEPARATORS = re.compile(r"[-_\s]")
+# The same characters (\s is str.isspace, all below U+3001) as a translate table: ten times faster.
+_SEPARATOR_TABLE = dict.fromkeys([ord("-"), ord("_"), *(c for c in range(0x3001) if chr(c).isspace())])
+# In ASCII text, casefold is lower() and those characters are these bytes: a bytes pass is five times faster.
+_ASCII_SEPARATORS = bytes(c for c in range(128) if c in _SEPARATOR_TABLE)
+# The other characters that normalising can turn into part of an ASCII name: separators to drop, and
+# those whose casefold holds an ASCII letter (ß, ſ, the Kelvin sign, ligatures). None lies past U+FFFF
+# (a test checks). Text without any of them normalises, as far as ASCII names go, like its bytes do.
+_FOLDS_TO_ASCII = re.compile("[" + "".join(
+    re.escape(chr(c)) for c in range(0x80, 0x10000)
+    if chr(c).isspace() or any(x.isascii() for x in chr(c).casefold())) + "]")
+_ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|(.))", re.DOTALL)
+_ESCAPED = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 _SEGMENT = re.compile(r"""\.?([^.\[\]'"]+)|\[(\*|\d+)\]|\[\s*(['"])(.*?)\3\s*\]""")
 
 
@@ -65,6 +77,45 @@ def masked_paths(value: Any, *, keys: Iterable[str], paths: Iterable[str] = ()) 
     """Return the concrete paths (like `items[0].card_number`) that masking would replace."""
     _, hits = _apply(value, keys=keys, paths=paths)
     return hits
+
+
+def may_apply(text: str, keys: Iterable[str], paths: Iterable[str] = ()) -> bool:
+    """False only when no key of the JSON `text` can match a rule: masking it would change nothing.
+
+    Decided on the text at C speed, where the walk visits every node. Sound because every key, escapes
+    decoded, appears in the text with its escapes decoded (also the keys of JSON documents embedded in
+    strings, which masking visits too, unless they carry escapes of their own), and normalising
+    (dropping separators, casefolding) works character by character, so a matching key leaves the
+    rule's normalised name inside the normalised text. Escapes within escapes, glob patterns and path
+    rules take the full walk.
+    """
+    if tuple(paths):
+        return True
+    names = _rule_names(tuple(keys))
+    if names is None:
+        return True
+    if "\\" in text:
+        text = _ESCAPE.sub(_unescape, text)
+        if "\\" in text:
+            return True
+    if text.isascii() or (all(name.isascii() for name in names) and _FOLDS_TO_ASCII.search(text) is None):
+        flat_bytes = text.encode("utf-8").lower().translate(None, _ASCII_SEPARATORS)
+        # A name that is not ASCII after normalising cannot be the normalised form of a key in ASCII text.
+        return any(name.encode() in flat_bytes for name in names if name.isascii())
+    flat = text.translate(_SEPARATOR_TABLE).casefold()
+    return any(name in flat for name in names)
+
+
+def _unescape(match: re.Match[str]) -> str:
+    code, char = match.groups()
+    return chr(int(code, 16)) if code else _ESCAPED.get(char, char)
+
+
+@functools.lru_cache(maxsize=64)
+def _rule_names(keys: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The normalised key names, or None when a glob pattern needs the full walk."""
+    names = tuple(normalise_key(key) for key in keys)
+    return None if any(_is_pattern(name) for name in names) else names
 
 
 def mask_headers(headers: Mapping[str, str], *, keys: Iterable[str]) -> dict[str, str]:
