@@ -26,12 +26,15 @@ _RATE_HOVER = ("%{x|%Y-%m-%d %H:%M}<br>rate %{y:.1%}<br>%{customdata[1]} failed 
 
 
 def failure_rate_hourly(rates: pd.DataFrame, *, threshold: float = 0.05) -> go.Figure:
-    """Hourly failure rate as bars, a dashed alert line at `threshold` and red markers where it was crossed."""
+    """Hourly failure rate as bars, a dashed alert line at `threshold` and red markers where it was crossed.
+
+    A `crossed` column (metrics.failure_rate_hourly: above the line with enough runs to page) decides
+    which hours are red; without one, every hour above the line is."""
     if rates.empty:
         return theme.empty_figure("No executions in this period")
     frame = rates.sort_values("hour")
     custom = frame[["executions", "failed"]].to_numpy()
-    above = frame["rate"] > threshold
+    above = frame["crossed"].astype(bool) if "crossed" in frame.columns else frame["rate"] > threshold
     fig = theme.new_figure()
     fig.add_trace(
         go.Bar(

@@ -65,14 +65,16 @@ def _kpis(k: dict) -> html.Div:
 
 def _alert(crossings) -> html.Div | None:
     if crossings.empty:
-        return html.Div("No hour crossed the 5% failure-rate alert line in this period.",
+        return html.Div("No hour crossed the 5% failure-rate alert line in this period "
+                        f"(hours with at least {metrics.ALERT_MIN_EXECUTIONS} finished runs, as paging counts).",
                         className="fl-banner fl-banner--good")
     worst = crossings.iloc[0]
     start = worst["hour"].to_pydatetime()
     link = href("/executions", status="failed", since=start.strftime("%Y-%m-%dT%H:%M"),
                 until=(start + metrics.PERIODS["24h"] / 24).strftime("%Y-%m-%dT%H:%M"))
     return html.Div([
-        html.Strong(f"{len(crossings)} hour(s) above the 5% failure-rate alert line. "),
+        html.Strong(f"{len(crossings)} hour(s) above the 5% failure-rate alert line "
+                    f"with at least {metrics.ALERT_MIN_EXECUTIONS} finished runs. "),
         f"Worst: {start:%Y-%m-%d %H:00} UTC — {format_percent(worst['rate'])} "
         f"({int(worst['failed'])} of {int(worst['executions'])} runs failed). ",
         dcc.Link("See the failed runs of that hour →", href=link, id="overview-spike-link"),

@@ -9,10 +9,14 @@ import pandas as pd
 from sqlalchemy import Connection
 
 from services import sqlblocks
+from services.alerting import AlertConfig
 from services.errors import InvalidInput
 from services.rollups import HOUR, floor_hour
 
 ALERT_THRESHOLD = 0.05
+# An hour crosses the line the way paging sees it (alerting.AlertConfig): above the rate with at least
+# this many finished runs. Without it, a quiet hour with one failure in two runs was flagged like a spike.
+ALERT_MIN_EXECUTIONS = AlertConfig.min_executions
 PERIODS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 MAX_PERIOD = timedelta(days=366)
 
@@ -68,10 +72,12 @@ def kpis(conn: Connection, *, window: Period, workflow_id: str | None = None) ->
 
 
 def failure_rate_hourly(conn: Connection, *, window: Period, workflow_id: str | None = None,
-                        threshold: float = ALERT_THRESHOLD) -> pd.DataFrame:
+                        threshold: float = ALERT_THRESHOLD, min_executions: int = ALERT_MIN_EXECUTIONS) -> pd.DataFrame:
     """One row per hour: runs finished (executions), failed, rate and whether it crossed the alert line."""
-    frame = _frame(conn, "hourly", window, workflow=workflow_id)
-    return _rates(_fill(frame, "hour", "h", window), threshold)
+    frame = _rates(_fill(_frame(conn, "hourly", window, workflow=workflow_id), "hour", "h", window), threshold)
+    if len(frame):
+        frame["crossed"] &= frame["executions"] >= min_executions
+    return frame
 
 
 def failure_rate_daily(conn: Connection, *, window: Period, workflow_id: str | None = None) -> pd.DataFrame:

@@ -32,6 +32,15 @@ def test_hours_above_the_threshold_are_highlighted_with_red_markers():
     assert list(bars.marker.color) == [theme.GREY, theme.RED, theme.GREY, theme.RED]
 
 
+def test_an_hour_above_the_line_with_too_few_runs_to_page_stays_grey():
+    frame = hourly(0.5, 0.2).assign(crossed=[False, True])
+    fig = failure_rate_hourly(frame)
+    [markers] = [t for t in fig.data if t.type == "scatter"]
+    assert list(markers.y) == [0.2]
+    [bars] = [t for t in fig.data if t.type == "bar"]
+    assert list(bars.marker.color) == [theme.GREY, theme.RED]
+
+
 def test_a_custom_threshold_moves_and_relabels_the_alert_line():
     fig = failure_rate_hourly(hourly(0.08, 0.12), threshold=0.1)
     assert fig.layout.shapes[0].y0 == 0.1

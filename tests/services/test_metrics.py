@@ -16,7 +16,8 @@ BASE = datetime(2019, 6, 1, 10, 0, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def window(database, runtime):
-    """20 runs at 10:00 (1 failed) and 10 runs at 11:00 (3 failed), for a workflow only this module uses."""
+    """20 runs at 10:00 (1 failed), 20 at 11:00 (6 failed) and 2 at 12:00 (1 failed), for a workflow only
+    this module uses."""
     workflow = f"metrics-{uuid.uuid4().hex[:8]}"
     with database.writer() as conn:
         for i in range(20):
@@ -24,11 +25,14 @@ def window(database, runtime):
             record(conn, runtime.payloads, workflow_id=workflow, at=BASE + timedelta(minutes=i),
                    status="failed" if failed else "completed",
                    error="HTTP 409 contact C-12345 already exists" if failed else None)
-        for i in range(10):
-            failed = i < 3
+        for i in range(20):
+            failed = i < 6
             record(conn, runtime.payloads, workflow_id=workflow, at=BASE + timedelta(hours=1, minutes=i),
                    status="failed" if failed else "completed",
                    error=f"HTTP 409 contact C-{i}{i}{i}99 already exists" if failed else None)
+        for i in range(2):
+            record(conn, runtime.payloads, workflow_id=workflow, at=BASE + timedelta(hours=2, minutes=i),
+                   status="failed" if i == 0 else "completed", error="HTTP 409 contact C-4 already exists")
     return metrics.Period(BASE - timedelta(hours=1), BASE + timedelta(hours=3)), workflow
 
 
@@ -36,18 +40,19 @@ def test_kpis_count_the_runs_started_and_finished_in_the_period_and_give_the_suc
     period, workflow = window
     with database.reader() as conn:
         kpis = metrics.kpis(conn, window=period, workflow_id=workflow)
-    assert kpis["executions"] == 30 and kpis["failed"] == 4
-    assert kpis["success_rate"] == pytest.approx(26 / 30)
+    assert kpis["executions"] == 42 and kpis["failed"] == 8
+    assert kpis["success_rate"] == pytest.approx(34 / 42)
     assert kpis["p95_ms"] is not None
 
 
-def test_only_an_hour_above_five_percent_is_a_crossing_not_one_at_exactly_five(database, window):
+def test_only_an_hour_above_five_percent_with_enough_runs_to_page_is_a_crossing(database, window):
     period, workflow = window
     with database.reader() as conn:
         hourly = metrics.failure_rate_hourly(conn, window=period, workflow_id=workflow)
     crossed = metrics.crossings(hourly)
-    assert list(crossed["hour"].dt.hour) == [11]
+    assert list(crossed["hour"].dt.hour) == [11]  # not 10 (exactly 5%), not 12 (1 of 2 runs: too few to page)
     assert hourly.loc[hourly["hour"].dt.hour == 10, "rate"].item() == pytest.approx(0.05)
+    assert hourly.loc[hourly["hour"].dt.hour == 12, "rate"].item() == pytest.approx(0.5)
     assert crossed.iloc[0]["rate"] == pytest.approx(0.3)
     assert len(hourly) == 5  # quiet hours of the window are filled with zero runs
 
@@ -56,7 +61,7 @@ def test_errors_that_differ_only_by_ids_are_one_failure_category(database, windo
     period, _ = window
     with database.reader() as conn:
         by_error = metrics.top_failures(conn, window=period, by="error")
-    assert by_error.iloc[0]["failures"] == 4
+    assert by_error.iloc[0]["failures"] == 8
     assert "C-" not in by_error.iloc[0]["error"]
 
 
