@@ -27,7 +27,8 @@ TIMEOUT_MS = 60_000
 FOUND_JS = """(needle) => Array.from(document.querySelectorAll('#execution-timeline .annotation-text'))
     .some(el => (el.textContent || '').includes(needle))"""
 # Where the time went, read from the page's resource timings once the annotation is there: the timeline callback
-# (the largest _dash-update-component answer: server time to first byte, size), the plotly.js bundle fetched, and
+# (the largest _dash-update-component answer: server time to first byte, size), the plotly.js bundle fetched (size and
+# when its request started: the first dcc.Graph to mount asks for it), and
 # how long after the callback's answer the annotation appeared (plotly.js evaluation if still pending + drawing).
 SPLIT_JS = """() => {
   const rs = performance.getEntriesByType('resource');
@@ -36,6 +37,7 @@ SPLIT_JS = """() => {
   const pl = rs.find(r => /plotly[^/]*\\.js/.test(r.name));
   return {server: cb ? cb.responseStart - cb.requestStart : null, sent: cb ? cb.requestStart : null,
           kb: cb ? cb.decodedBodySize / 1024 : null, plotly_kb: pl ? pl.decodedBodySize / 1024 : null,
+          plotly_at: pl ? pl.startTime : null,
           drawn: cb ? performance.now() - cb.responseEnd : null};
 }"""
 
@@ -138,10 +140,11 @@ def _split_note(splits: list[dict]) -> str:
         return values[len(values) // 2] if values else None
 
     parts = {"sent": median("sent"), "server": median("server"), "kb": median("kb"), "plotly": median("plotly_kb"),
-             "drawn": median("drawn")}
+             "drawn": median("drawn"), "plotly_at": median("plotly_at")}
     if parts["server"] is None:
         return ""
-    plotly = f"{parts['plotly']:,.0f} KB plotly.js" if parts["plotly"] is not None else "plotly.js already loaded"
+    plotly = (f"{parts['plotly']:,.0f} KB plotly.js requested at {parts['plotly_at']:,.0f} ms"
+              if parts["plotly"] is not None else "plotly.js already loaded")
     return (f"; medians: timeline callback sent at {parts['sent']:,.0f} ms after navigation, {parts['server']:,.0f} ms "
             f"to its first byte ({parts['kb']:,.0f} KB), {plotly}, annotation drawn {parts['drawn']:,.0f} ms after "
             f"the answer")

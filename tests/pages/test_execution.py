@@ -50,3 +50,11 @@ def test_a_link_to_a_step_opens_the_window_that_holds_it_with_that_step_chosen(a
     with app.test_request_context():
         result = execution.update_execution_page(execution_id, step_id)
     assert result[3] == 0 and result[7] == "11:1" and result[4]["11:1"] == step_id
+
+
+def test_the_page_loads_plotly_only_when_a_graph_asks_and_then_the_basic_build(client):
+    html = client.get(f"/executions/{uuid.uuid4()}").get_data(as_text=True)
+    # not a page script (it held up every page's start); dcc.Graph fetches it from the pinned URL instead
+    assert "<script src=\"/assets/plotly-basic.min.js" not in html and "package_data/plotly.min.js" not in html
+    assert "_dashPlotlyJSURL" in html and "'/assets/plotly-basic.min.js'" in html
+    assert client.get("/assets/plotly-basic.min.js").status_code == 200
