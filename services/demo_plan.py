@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from services import fake_data
+from services.alerting import AlertConfig
 
 
 @dataclass(frozen=True)
@@ -101,14 +102,15 @@ def plan(rng: random.Random, *, executions: int, days: int, now: datetime) -> tu
         at = (now - timedelta(days=day)).replace(hour=2, minute=0, second=0, microsecond=0)
         if now - timedelta(days=days) <= at < now - timedelta(minutes=5):
             runs.append(run(rng, nightly, at + timedelta(seconds=rng.randint(0, 90))))
-    spike_runs = max(12, executions // 100)
+    # Enough runs to page (alerting counts an hour only from AlertConfig.min_executions finished runs on).
+    spike_runs = max(AlertConfig.min_executions + 4, executions // 100)
     regular = max(executions - len(runs) - spike_runs, 0)
     webhooks = WORKFLOWS[:2]
     for _ in range(regular):
         workflow = rng.choices(webhooks, weights=[w.share for w in webhooks])[0]
         runs.append(run(rng, workflow, _business_time(rng, now, days, spike_hour)))
     for _ in range(spike_runs):
-        at = spike_hour + timedelta(seconds=rng.randint(0, 3590))
+        at = spike_hour + timedelta(seconds=rng.randint(0, 3300))  # and ending inside the hour too
         runs.append(run(rng, WORKFLOWS[1], at, spike=True))
     if executions >= 1000:
         runs.append(backfill(rng, now - timedelta(days=2, hours=3), steps=500))

@@ -1,7 +1,8 @@
 """The replay queue in PostgreSQL: leased claims with FOR UPDATE SKIP LOCKED, several workers, no lost items.
 
 A claim is a lease: an item whose worker died stays 'running' only until claimed_at + lease, then any worker
-takes it again. Re-processing is safe because replay execution ids are derived from (replay, event, workflow)
+takes it again. A live worker renews its lease while it works, however long the item takes; one that still
+loses it (stalled past the lease) does not count the item, the worker that took it over does. Re-processing is safe because replay execution ids are derived from (replay, event, workflow)
 and every step is guarded by its idempotency key.
 """
 from __future__ import annotations
@@ -68,9 +69,28 @@ def outstanding(conn: Connection, replay_id: UUID | None = None) -> int:
         "AND (CAST(:r AS uuid) IS NULL OR replay_id = :r)"), {"r": replay_id}).scalar_one()
 
 
-def process(database: Database, runner: Any, item: Item, *, worker: str) -> str:
-    """Resubmit one item's event to the router and run its executions in this thread; returns done/failed."""
+RENEW_SQL = sa.text("UPDATE replay_items SET claimed_at = clock_timestamp() "
+                    "WHERE id = :id AND claimed_by = :w AND state = 'running'")
+
+
+def _renew_lease(database: Database, item: Item, *, worker: str, every: float, done: threading.Event) -> None:
+    """Keep a live worker's lease fresh while it works, so only a dead worker's item is taken over."""
+    while not done.wait(every):
+        try:
+            with database.writer() as conn:
+                if conn.execute(RENEW_SQL, {"id": item.id, "w": worker}).rowcount == 0:
+                    return  # taken over already: finish() will say so
+        except sa.exc.SQLAlchemyError:
+            log.warning("replay worker %s could not renew its lease on item %s", worker, item.id, exc_info=True)
+
+
+def process(database: Database, runner: Any, item: Item, *, worker: str, lease_seconds: float = 300) -> str:
+    """Resubmit one item's event to the router and run its executions in this thread; returns done/failed,
+    or "lost" when the lease ran out meanwhile and another worker had taken the item (it counts there)."""
     ids: list[UUID] = []
+    done = threading.Event()
+    threading.Thread(target=_renew_lease, args=(database, item), daemon=True, name=f"{worker}-lease",
+                     kwargs={"worker": worker, "every": max(lease_seconds / 3, 0.1), "done": done}).start()
     try:
         if item.attempts > MAX_CLAIMS:
             raise RuntimeError(f"given up after {MAX_CLAIMS} claims")
@@ -96,9 +116,11 @@ def process(database: Database, runner: Any, item: Item, *, worker: str) -> str:
     except Exception as exc:  # one bad item must not stop the worker
         log.exception("replay item %s failed", item.id)
         state, error = "failed", f"{type(exc).__name__}: {exc}"
+    finally:
+        done.set()
     with database.writer() as conn:
-        finish(conn, item, worker=worker, state=state, execution_ids=ids, error=error)
-    return state
+        kept = finish(conn, item, worker=worker, state=state, execution_ids=ids, error=error)
+    return state if kept else "lost"
 
 
 def work(database: Database, runner: Any, *, replay_id: UUID | None = None, lease_seconds: float = 300,
@@ -123,7 +145,9 @@ def work(database: Database, runner: Any, *, replay_id: UUID | None = None, leas
             # Items leased by others: wait for them to finish or for their leases to expire.
             stop.wait(poll_seconds)
             continue
-        state = process(database, runner, item, worker=worker)
+        state = process(database, runner, item, worker=worker, lease_seconds=lease_seconds)
+        if state == "lost":
+            continue
         handled += 1
         if on_item:
             on_item(state)

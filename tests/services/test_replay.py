@@ -15,6 +15,7 @@ from tests.services.runner_helpers import (
     save,
     steps_of,
     unique,
+    wait_for,
     wait_status,
 )
 
@@ -197,3 +198,99 @@ def test_bulk_replay_of_1000_failed_events_with_4_workers_processes_each_exactly
     assert all(CALLS[str(e)] == 1 for e in event_ids)
     assert tuple(reclaimed) == (2, "done")
     assert {event_status(database, e) for e in event_ids} == {"processed"}
+
+
+def test_a_worker_whose_lease_ran_out_mid_item_does_not_count_it_the_one_that_took_it_over_does(
+        database, runtime):
+    runner = Runner(database, runtime.payloads, threads=2, actions={"tests.notify": notify})
+    workflow_id, source = unique("lease"), unique("shop")
+    save(database, {"id": workflow_id, "name": "Order notification",
+                    "trigger": {"type": "event", "source": source, "event_type": "order.paid"},
+                    "steps": [{"name": "prepare", "type": "transform", "fields": {"customer": "trigger.customer"}},
+                              {"name": "notify", "type": "action", "callable": "tests.notify"}]})
+    try:
+        BROKEN.set()
+        event_id, _ = ingest_and_route(database, runtime, runner, source=source, event_type="order.paid",
+                                       payload={"order": 1, "customer": "C-1"})
+        assert runner.wait_idle(timeout=60)
+        BROKEN.clear()
+        selection = replay.Selection(workflow_id=workflow_id, status="failed")
+        with database.writer() as conn:
+            replay_id = replay.enqueue(conn, selection, requested_by="ops", reason="notifier fixed")["replay_id"]
+        with database.writer() as conn:
+            slow = replay_queue.claim(conn, worker="slow", lease_seconds=0, replay_id=replay_id)
+        with database.writer() as conn:  # the lease of 0 s has run out: another worker takes the item
+            fast = replay_queue.claim(conn, worker="fast", lease_seconds=0, replay_id=replay_id)
+        assert slow.id == fast.id
+        assert replay_queue.process(database, runner, slow, worker="slow") == "lost"
+        assert replay_queue.process(database, runner, fast, worker="fast") == "done"
+    finally:
+        BROKEN.clear()
+        runner.shutdown(wait=False)
+    with database.reader() as conn:
+        progress = replay.get_replay(conn, replay_id)
+        executions = conn.execute(sa.text("SELECT count(*) FROM executions WHERE replay_id = :r"),
+                                  {"r": replay_id}).scalar_one()
+    assert progress["progress"]["done"] == 1 and executions == 1  # re-processing reused the same execution
+    assert CALLS[str(event_id)] == 1
+
+
+
+HOLD, HELD = threading.Event(), threading.Event()
+
+
+def slow_notify(context, **params):
+    """Holds the replay worker inside the item until the test lets it go."""
+    HELD.set()
+    assert HOLD.wait(60)
+    return {"notified": context["customer"]}
+
+
+def refuse(context, **params):
+    raise RuntimeError("downstream rejected the request")
+
+
+def test_a_live_worker_keeps_its_lease_while_an_item_takes_longer_than_the_lease(database, runtime):
+    workflow_id, source = unique("renew"), unique("shop")
+    save(database, {"id": workflow_id, "name": "Slow notification",
+                    "trigger": {"type": "event", "source": source, "event_type": "order.paid"},
+                    "steps": [{"name": "prepare", "type": "transform", "fields": {"customer": "trigger.customer"}},
+                              {"name": "notify", "type": "action", "callable": "tests.slow"}]})
+    failing = Runner(database, runtime.payloads, threads=1, actions={"tests.slow": refuse})
+    try:
+        ingest_and_route(database, runtime, failing, source=source, event_type="order.paid",
+                         payload={"order": 1, "customer": "C-1"})
+        assert failing.wait_idle(timeout=60)
+    finally:
+        failing.shutdown(wait=False)
+    with database.writer() as conn:
+        replay_id = replay.enqueue(conn, replay.Selection(workflow_id=workflow_id, status="failed"),
+                                   requested_by="ops", reason="notifier fixed")["replay_id"]
+    runner = Runner(database, runtime.payloads, threads=1, actions={"tests.slow": slow_notify})
+    HOLD.clear(), HELD.clear()
+    finished: list[int] = []
+    worker = threading.Thread(target=lambda: finished.append(replay_queue.work(
+        database, runner, replay_id=replay_id, lease_seconds=3, poll_seconds=0.1, name="live")))
+    worker.start()
+    try:
+        assert HELD.wait(60)
+        claimed_at = "SELECT claimed_at FROM replay_items WHERE replay_id = :r"
+        with database.reader() as conn:
+            first = conn.execute(sa.text(claimed_at), {"r": replay_id}).scalar_one()
+        # the worker renews its lease (every second for a 3 s lease) while the action holds it
+        assert wait_for(lambda: _read(database, claimed_at, replay_id) > first, timeout=30)
+        with database.writer() as conn:
+            assert replay_queue.claim(conn, worker="other", lease_seconds=3, replay_id=replay_id) is None
+    finally:
+        HOLD.set()
+        worker.join(60)
+        runner.shutdown(wait=False)
+    with database.reader() as conn:
+        item = conn.execute(sa.text("SELECT state, attempts, claimed_by FROM replay_items WHERE replay_id = :r"),
+                            {"r": replay_id}).one()
+    assert finished == [1] and tuple(item) == ("done", 1, "live")
+
+
+def _read(database, sql: str, replay_id):
+    with database.reader() as conn:
+        return conn.execute(sa.text(sql), {"r": replay_id}).scalar_one()
