@@ -2,8 +2,9 @@
 
 A claim is a lease: an item whose worker died stays 'running' only until claimed_at + lease, then any worker
 takes it again. A live worker renews its lease while it works, however long the item takes; one that still
-loses it (stalled past the lease) does not count the item, the worker that took it over does. Re-processing is safe because replay execution ids are derived from (replay, event, workflow)
-and every step is guarded by its idempotency key.
+loses it (stalled past the lease) does not count the item, the worker that took it over does.
+Re-processing is safe because replay execution ids are derived from (replay, event, workflow) and every
+step is guarded by its idempotency key.
 """
 from __future__ import annotations
 
