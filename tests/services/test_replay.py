@@ -137,6 +137,14 @@ CALLS: Counter[str] = Counter()
 BROKEN = threading.Event()
 
 
+def save_notifier(database, workflow_id: str, source: str, callable_name: str) -> None:
+    """A workflow for order.paid events from source: prepare the customer, then call the action."""
+    save(database, {"id": workflow_id, "name": "Order notification",
+                    "trigger": {"type": "event", "source": source, "event_type": "order.paid"},
+                    "steps": [{"name": "prepare", "type": "transform", "fields": {"customer": "trigger.customer"}},
+                              {"name": "notify", "type": "action", "callable": callable_name}]})
+
+
 def notify(context, **params):
     """A side-effecting callable: fails while BROKEN is set, counts successful calls per event."""
     if BROKEN.is_set():
@@ -149,10 +157,7 @@ def notify(context, **params):
 def test_bulk_replay_of_1000_failed_events_with_4_workers_processes_each_exactly_once(database, runtime):
     runner = Runner(database, runtime.payloads, threads=4, actions={"tests.notify": notify})
     workflow_id, source = unique("bulk"), unique("shop")
-    save(database, {"id": workflow_id, "name": "Order notification",
-                    "trigger": {"type": "event", "source": source, "event_type": "order.paid"},
-                    "steps": [{"name": "prepare", "type": "transform", "fields": {"customer": "trigger.customer"}},
-                              {"name": "notify", "type": "action", "callable": "tests.notify"}]})
+    save_notifier(database, workflow_id, source, "tests.notify")
     BROKEN.set()
     event_ids = []
     try:
@@ -204,10 +209,7 @@ def test_a_worker_whose_lease_ran_out_mid_item_does_not_count_it_the_one_that_to
         database, runtime):
     runner = Runner(database, runtime.payloads, threads=2, actions={"tests.notify": notify})
     workflow_id, source = unique("lease"), unique("shop")
-    save(database, {"id": workflow_id, "name": "Order notification",
-                    "trigger": {"type": "event", "source": source, "event_type": "order.paid"},
-                    "steps": [{"name": "prepare", "type": "transform", "fields": {"customer": "trigger.customer"}},
-                              {"name": "notify", "type": "action", "callable": "tests.notify"}]})
+    save_notifier(database, workflow_id, source, "tests.notify")
     try:
         BROKEN.set()
         event_id, _ = ingest_and_route(database, runtime, runner, source=source, event_type="order.paid",
@@ -252,10 +254,7 @@ def refuse(context, **params):
 
 def test_a_live_worker_keeps_its_lease_while_an_item_takes_longer_than_the_lease(database, runtime):
     workflow_id, source = unique("renew"), unique("shop")
-    save(database, {"id": workflow_id, "name": "Slow notification",
-                    "trigger": {"type": "event", "source": source, "event_type": "order.paid"},
-                    "steps": [{"name": "prepare", "type": "transform", "fields": {"customer": "trigger.customer"}},
-                              {"name": "notify", "type": "action", "callable": "tests.slow"}]})
+    save_notifier(database, workflow_id, source, "tests.slow")
     failing = Runner(database, runtime.payloads, threads=1, actions={"tests.slow": refuse})
     try:
         ingest_and_route(database, runtime, failing, source=source, event_type="order.paid",
