@@ -41,7 +41,7 @@ TIMEOUT_MS = 15_000
 # Whole-token matches come from the full-text index; the tsquery is written out, not taken from q, so it
 # is an index condition (PostgreSQL folds these immutable calls on the bound q into one constant).
 # Substring matches of identifiers come from the trigram index (see search()).
-WEBSEARCH, PHRASE, PLAIN = (f"{fn}('simple', :q)" for fn in ("websearch_to_tsquery", "phraseto_tsquery",
+WEBSEARCH, PHRASE, PLAIN = (f"{fn}('simple', :fts)" for fn in ("websearch_to_tsquery", "phraseto_tsquery",
                                                                "plainto_tsquery"))
 # An identifier is a phrase of lexemes (BO-00001234 is 'bo' <-> '-00001234'). GIN stores no positions, so a
 # phrase makes every index hit a recheck that parses the step's ~3 KB of text again (0.3 ms a step, half of
@@ -190,7 +190,7 @@ def _statement(q: str, *, workflow_id: str | None = None, status: str | None = N
     if len(query) > MAX_QUERY_CHARS:
         raise InvalidInput(f"q must be at most {MAX_QUERY_CHARS} characters")
     sql = _sql(FTS_MATCH)
-    params = {"q": query, "like": "%" + _like_escape(query) + "%", "word": _word_regex(query),
+    params = {"q": query, "fts": _fts_text(query), "like": "%" + _like_escape(query) + "%", "word": _word_regex(query),
               "since": since, "until": until, "workflow": workflow_id, "status": status, "limit": limit,
               "options": HEADLINE_OPTIONS, "candidates": CANDIDATES}
     return sql, params
@@ -198,6 +198,14 @@ def _statement(q: str, *, workflow_id: str | None = None, status: str | None = N
 
 def _sql(source: str) -> str:
     return SEARCH_SQL.format(source=source, websearch=WEBSEARCH, phrase=PHRASE)
+
+
+def _fts_text(query: str) -> str:
+    """The text for the full-text query: a single token's leading '-' is part of a pasted fragment, not a NOT.
+
+    In web-search syntax "-2026-00012345" means "steps without 2026-00012345": nearly every step, so the
+    search returned steps that did not contain the query (and ran into the time limit on a big ledger)."""
+    return query.lstrip("-") if query.startswith("-") and not any(ch.isspace() for ch in query) else query
 
 
 def _identifier(query: str) -> bool:

@@ -371,3 +371,16 @@ def test_a_small_ledger_with_long_step_texts_is_searched_through_the_index_not_b
     # The identifier's lexemes are asked for in any order: a phrase would make every hit a recheck, which
     # parses the step's text again.
     assert "''bo'' & ''-00001234''" in plan, plan
+
+
+def test_a_pasted_fragment_starting_with_a_dash_finds_the_steps_that_contain_it_not_all_the_others(database, cfg):
+    wf, number = _wf(), f"{uuid.uuid4().int % 10**8:08d}"
+    _, holder = record_run(database, cfg, wf, [{"output": {"invoice": f"BINV-2026-{number}"}}])
+    record_run(database, cfg, wf, [{"output": {"invoice": "BINV-2026-00000001", "note": "another invoice"}}])
+
+    with database.reader() as conn:
+        page = search.search(conn, q=f"-2026-{number}", workflow_id=wf)
+
+    # Web-search syntax would read the leading "-" as NOT and return the other step.
+    assert [h["step_id"] for h in page["items"]] == [holder[0]]
+    assert f"<mark>-2026-{number}</mark>" in page["items"][0]["snippet"]
