@@ -1,6 +1,7 @@
 """Overview metrics for a period: KPIs, hourly and daily failure rates, top failure categories."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,7 +12,7 @@ from sqlalchemy import Connection
 from services import sqlblocks
 from services.alerting import AlertConfig
 from services.errors import InvalidInput
-from services.rollups import HOUR, floor_hour
+from services.rollups import FAILED, HOUR, TERMINAL, floor_hour
 
 ALERT_THRESHOLD = 0.05
 # An hour crosses the line the way paging sees it (alerting.AlertConfig): above the rate with at least
@@ -60,30 +61,58 @@ def _params(window: Period, **params: Any) -> dict[str, Any]:
             "until_hour": until_hour, **params}
 
 
-def kpis(conn: Connection, *, window: Period, workflow_id: str | None = None) -> dict[str, Any]:
+def outcomes(conn: Connection, *, window: Period, workflow_id: str | None = None,
+             statuses: Sequence[str] | None = None) -> pd.DataFrame:
+    """Runs per UTC hour and status over the whole hours covering the window (hour, status, executions).
+
+    From the hourly rollup: a run counts as running in the hour it started and under its outcome in the
+    hour it ended. The overview sums its KPIs, both rate charts and the donut from one such read; alone,
+    each of them reads only the statuses it needs (None: all).
+    """
+    return _frame(conn, "outcomes", window, workflow=workflow_id, statuses=list(statuses) if statuses else None)
+
+
+def kpis(conn: Connection, *, window: Period, workflow_id: str | None = None,
+         counts: pd.DataFrame | None = None) -> dict[str, Any]:
     """Events received, runs started and finished, success rate (of finished runs), p95 duration, the DLQ size."""
+    counts = outcomes(conn, window=window, workflow_id=workflow_id) if counts is None else counts
+    by_status = counts.groupby("status")["executions"].sum()
+    completed, finished = int(by_status.get("completed", 0)), int(by_status.reindex(TERMINAL).fillna(0).sum())
+    failed = int(by_status.reindex(FAILED).fillna(0).sum())
     row = conn.execute(sqlblocks.load("metrics.sql")["kpis"], _params(window, workflow=workflow_id)).mappings().one()
-    finished = row["finished"] or 0
-    return {"events": row["events"], "executions": row["executions"], "completed": row["completed"],
-            "failed": row["failed"], "success_rate": row["completed"] / finished if finished else None,
-            "failure_rate": row["failed"] / finished if finished else None,
+    return {"events": row["events"], "executions": int(by_status.get("running", 0)), "completed": completed,
+            "failed": failed, "success_rate": completed / finished if finished else None,
+            "failure_rate": failed / finished if finished else None,
             "p95_ms": float(row["p95_ms"]) if row["p95_ms"] is not None else None,
             "dead_lettered": row["dead_lettered"]}
 
 
 def failure_rate_hourly(conn: Connection, *, window: Period, workflow_id: str | None = None,
-                        threshold: float = ALERT_THRESHOLD, min_executions: int = ALERT_MIN_EXECUTIONS) -> pd.DataFrame:
+                        threshold: float = ALERT_THRESHOLD, min_executions: int = ALERT_MIN_EXECUTIONS,
+                        counts: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per hour: runs finished (executions), failed, rate and whether it crossed the alert line."""
-    frame = _rates(_fill(_frame(conn, "hourly", window, workflow=workflow_id), "hour", "h", window), threshold)
+    counts = outcomes(conn, window=window, workflow_id=workflow_id, statuses=TERMINAL) if counts is None else counts
+    frame = _rates(_fill(_finished(counts, "hour", "h"), "hour", "h", window), threshold)
     if len(frame):
         frame["crossed"] &= frame["executions"] >= min_executions
     return frame
 
 
-def failure_rate_daily(conn: Connection, *, window: Period, workflow_id: str | None = None) -> pd.DataFrame:
+def failure_rate_daily(conn: Connection, *, window: Period, workflow_id: str | None = None,
+                       counts: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per day: runs finished (executions), failed and rate."""
-    frame = _frame(conn, "daily", window, workflow=workflow_id)
-    return _rates(_fill(frame, "day", "D", window), ALERT_THRESHOLD).drop(columns="crossed")
+    counts = outcomes(conn, window=window, workflow_id=workflow_id, statuses=TERMINAL) if counts is None else counts
+    return _rates(_fill(_finished(counts, "day", "D"), "day", "D", window), ALERT_THRESHOLD).drop(columns="crossed")
+
+
+def _finished(counts: pd.DataFrame, column: str, freq: str) -> pd.DataFrame:
+    """Runs that finished, and failed, per hour or UTC day, for the hours or days that had any."""
+    done = counts[counts["status"].isin(TERMINAL)]
+    return pd.DataFrame({
+        column: pd.to_datetime(done["hour"], utc=True).dt.floor(freq),
+        "executions": done["executions"],
+        "failed": done["executions"].where(done["status"].isin(FAILED), 0),
+    }).groupby(column, as_index=False).sum()
 
 
 def _fill(frame: pd.DataFrame, column: str, freq: str, window: Period) -> pd.DataFrame:
@@ -110,9 +139,14 @@ def _rates(frame: pd.DataFrame, threshold: float) -> pd.DataFrame:
     return frame
 
 
-def status_counts(conn: Connection, *, window: Period, workflow_id: str | None = None) -> pd.DataFrame:
+def status_counts(conn: Connection, *, window: Period, workflow_id: str | None = None,
+                  counts: pd.DataFrame | None = None) -> pd.DataFrame:
     """Runs finished per outcome in the period, plus those started in it and still open (status, count)."""
-    return _frame(conn, "status_counts", window, workflow=workflow_id)
+    counts = outcomes(conn, window=window, workflow_id=workflow_id, statuses=TERMINAL) if counts is None else counts
+    totals = counts[counts["status"].isin(TERMINAL)].groupby("status")["executions"].sum().to_dict()
+    for status, n in conn.execute(sqlblocks.load("metrics.sql")["open_runs"], _params(window, workflow=workflow_id)):
+        totals[status] = totals.get(status, 0) + n
+    return pd.DataFrame(sorted(totals.items(), key=lambda item: -item[1]), columns=["status", "count"])
 
 
 def top_failures(conn: Connection, *, window: Period, by: str, limit: int = 10) -> pd.DataFrame:
@@ -132,13 +166,14 @@ def workflow_health(conn: Connection, *, window: Period) -> pd.DataFrame:
 
 def overview(conn: Connection, *, window: Period, workflow_id: str | None = None) -> dict[str, Any]:
     """Everything the overview page shows for one period, read in one transaction."""
-    hourly = failure_rate_hourly(conn, window=window, workflow_id=workflow_id)
+    counts = outcomes(conn, window=window, workflow_id=workflow_id)
+    hourly = failure_rate_hourly(conn, window=window, workflow_id=workflow_id, counts=counts)
     return {
-        "kpis": kpis(conn, window=window, workflow_id=workflow_id),
+        "kpis": kpis(conn, window=window, workflow_id=workflow_id, counts=counts),
         "hourly": hourly,
         "crossings": crossings(hourly),
-        "daily": failure_rate_daily(conn, window=window, workflow_id=workflow_id),
-        "status_counts": status_counts(conn, window=window, workflow_id=workflow_id),
+        "daily": failure_rate_daily(conn, window=window, workflow_id=workflow_id, counts=counts),
+        "status_counts": status_counts(conn, window=window, workflow_id=workflow_id, counts=counts),
         "by_event_type": top_failures(conn, window=window, by="event_type"),
         "by_workflow": top_failures(conn, window=window, by="workflow_id"),
         "by_error": top_failures(conn, window=window, by="error"),

@@ -3,52 +3,28 @@
 -- and in the hour it finished (its outcome), by engine-reported time. Lists of failures read the
 -- failed runs themselves, placed by started_at. Every filter is a bound parameter.
 
+-- name: outcomes
+-- Runs per UTC hour and status from the maintained hourly rollup (flowledger_hourly_outcomes: rolled
+-- hours plus the live tail): the KPIs, both rate charts and the donut are all summed from this one read.
+SELECT o.hour, o.status, sum(o.executions)::bigint AS executions
+FROM flowledger_hourly_outcomes(:since_hour, :until_hour, CAST(:statuses AS text[]), CAST(:workflow AS text)) o
+GROUP BY 1, 2 ORDER BY 1, 2;
+
 -- name: kpis
--- Counts come from the maintained hourly rollup (flowledger_hourly_outcomes: rolled hours plus the
--- live tail), over the whole UTC hours :since_hour..:until_hour: runs started (entered running) and
--- runs finished in those hours by outcome. Durations are not rolled up: p95 reads the finished runs.
+-- What the rollup does not hold. Durations are not rolled up: p95 reads the runs finished in the hours.
 SELECT
   (SELECT count(*) FROM event_state WHERE received_at >= :since AND received_at < :until) AS events,
-  COALESCE(sum(o.executions) FILTER (WHERE o.status = 'running'), 0)::bigint AS executions,
-  COALESCE(sum(o.executions) FILTER (WHERE o.status = 'completed'), 0)::bigint AS completed,
-  COALESCE(sum(o.executions) FILTER (WHERE o.status IN ('failed', 'timed_out')), 0)::bigint AS failed,
-  COALESCE(sum(o.executions) FILTER (WHERE o.status <> 'running'), 0)::bigint AS finished,
   (SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY s.duration_ms) FROM execution_state s
    WHERE s.completed_at >= :since_hour AND s.completed_at < :until_hour AND s.duration_ms IS NOT NULL
      AND (CAST(:workflow AS text) IS NULL OR s.workflow_id = :workflow)) AS p95_ms,
-  (SELECT count(*) FROM event_state WHERE status = 'dead_lettered') AS dead_lettered
-FROM flowledger_hourly_outcomes(:since_hour, :until_hour,
-                                ARRAY['running', 'completed', 'failed', 'timed_out', 'cancelled'],
-                                CAST(:workflow AS text)) o;
+  (SELECT count(*) FROM event_state WHERE status = 'dead_lettered') AS dead_lettered;
 
--- name: hourly
--- Runs that finished in each hour, and how many of them failed (from the rollup).
-SELECT o.hour, sum(o.executions)::bigint AS executions,
-       COALESCE(sum(o.executions) FILTER (WHERE o.status IN ('failed', 'timed_out')), 0)::bigint AS failed
-FROM flowledger_hourly_outcomes(:since_hour, :until_hour, ARRAY['completed', 'failed', 'timed_out', 'cancelled'],
-                                CAST(:workflow AS text)) o
-GROUP BY 1 ORDER BY 1;
-
--- name: daily
-SELECT date_trunc('day', o.hour AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS day, sum(o.executions)::bigint AS executions,
-       COALESCE(sum(o.executions) FILTER (WHERE o.status IN ('failed', 'timed_out')), 0)::bigint AS failed
-FROM flowledger_hourly_outcomes(:since_hour, :until_hour, ARRAY['completed', 'failed', 'timed_out', 'cancelled'],
-                                CAST(:workflow AS text)) o
-GROUP BY 1 ORDER BY 1;
-
--- name: status_counts
--- Outcomes of the runs that finished in the period (rollup), and the runs started in it that
--- have not finished yet (few, so the status index answers).
-SELECT status, sum(n)::bigint AS count FROM (
-  SELECT o.status, o.executions AS n
-  FROM flowledger_hourly_outcomes(:since_hour, :until_hour, ARRAY['completed', 'failed', 'timed_out', 'cancelled'],
-                                  CAST(:workflow AS text)) o
-  UNION ALL
-  SELECT s.status, count(*) FROM execution_state s
-  WHERE s.status IN ('pending', 'running') AND s.started_at >= :since AND s.started_at < :until
-    AND (CAST(:workflow AS text) IS NULL OR s.workflow_id = :workflow)
-  GROUP BY 1
-) x GROUP BY 1 ORDER BY 2 DESC;
+-- name: open_runs
+-- Runs started in the period that have not finished yet (few, so the status index answers).
+SELECT s.status, count(*) AS count FROM execution_state s
+WHERE s.status IN ('pending', 'running') AND s.started_at >= :since AND s.started_at < :until
+  AND (CAST(:workflow AS text) IS NULL OR s.workflow_id = :workflow)
+GROUP BY 1;
 
 -- name: failures_by_event_type
 -- Executions without an event (schedules, manual runs, engine reports) are labelled by trigger.
@@ -61,7 +37,7 @@ GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT :limit;
 -- The rate's denominator is the runs the workflow started in the period, from the rollup.
 SELECT s.workflow_id, count(*) AS failures,
        count(*)::float / NULLIF((SELECT sum(o.executions) FROM flowledger_hourly_outcomes(
-         :since_hour, :until_hour, ARRAY['running'], s.workflow_id) o), 0)::bigint AS rate
+         :since_hour, :until_hour, ARRAY['running'], s.workflow_id) o), 0) AS rate
 FROM execution_state s
 WHERE s.started_at >= :since AND s.started_at < :until AND s.status IN ('failed', 'timed_out')
 GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT :limit;
