@@ -21,6 +21,7 @@ __all__ = [
     "replay_diff",
 ]
 
+LABEL_CHARS = 30
 _RATE_HOVER = ("%{x|%Y-%m-%d %H:%M}<br>rate %{y:.1%}<br>%{customdata[1]} failed of %{customdata[0]} finished"
                "<extra></extra>")
 
@@ -152,7 +153,8 @@ def top_failures(df: pd.DataFrame, *, label: str, title: str, limit: int = 10) -
             "autorange": "reversed",
             "tickmode": "array",
             "tickvals": names,
-            "ticktext": [truncate(name, 48) for name in names],
+            # The overview shows these three abreast: longer labels were clipped at the panel's left edge.
+            "ticktext": [truncate(name, LABEL_CHARS) for name in names],
             "title": None,
         },
         xaxis={"title": None, "rangemode": "tozero"},
