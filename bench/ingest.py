@@ -55,7 +55,7 @@ def run(ctx: Context) -> None:
                       set(result["statuses"]) == {"202"}, str(result["statuses"]))
             if url == product:
                 with ctx.database.reader() as conn:
-                    stored = conn.execute(sa.text("SELECT count(*) FROM events WHERE source_system = :s"),
+                    stored = conn.execute(sa.text("SELECT count(*) FROM event_state WHERE source_system = :s"),
                                           {"s": source}).scalar_one()
                 ctx.check("ingest: every accepted event is stored", stored == result["requests"],
                           f"{stored} stored, {result['requests']} accepted")

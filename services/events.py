@@ -92,7 +92,7 @@ def prepare(incoming: IncomingEvent, *, max_depth: int,
 def record(conn: Connection, event: PreparedEvent) -> IngestResult:
     """Store a prepared event; a repeated idempotency key returns the first event and stores nothing.
 
-    An accepted event is a single statement (the idempotency claim folded in, the 'received' fact
+    An accepted event is a single statement (the idempotency claim folded in, its event_state row
     written by the events trigger), so on an autocommit connection it is durable in one round trip.
     A rejected one takes two statements: conn must then be in a transaction.
     """
@@ -135,13 +135,15 @@ def get_event(conn: Connection, event_id: UUID) -> dict[str, Any]:
         "WHERE e.event_id = :e"), {"e": event_id}).mappings().one_or_none()
     if row is None:
         raise NotFound(f"event {event_id} not found")
-    history = conn.execute(sa.text(
+    history = [dict(h) for h in conn.execute(sa.text(
         "SELECT status, at, detail FROM event_status_history WHERE event_id = :e ORDER BY id"),
-        {"e": event_id}).mappings().all()
+        {"e": event_id}).mappings()]
+    if not any(h["status"] == "received" for h in history):  # the events row is that fact (migration 0020)
+        history.insert(0, {"status": "received", "at": row["received_at"], "detail": {}})
     executions = conn.execute(sa.text(
         "SELECT execution_id, workflow_id, status, started_at, completed_at, duration_ms, replay_of "
         "FROM workflow_executions WHERE event_id = :e ORDER BY created_at"), {"e": event_id}).mappings().all()
-    return {**dict(row), "status_history": [dict(h) for h in history],
+    return {**dict(row), "status_history": history,
             "executions": [dict(x) for x in executions]}
 
 

@@ -48,6 +48,27 @@ def test_json_event_is_accepted_with_its_type_and_a_received_status(client):
     assert [h["status"] for h in event["status_history"]] == ["received"]
 
 
+def test_received_is_shown_from_the_event_row_once_and_in_order(client, database):
+    source = _source()
+    event_id = client.post(f"/api/v1/events/{source}", json={"id": 1}).get_json()["event_id"]
+    with database.admin() as conn:  # migration 0020: an accepted event writes no history row of its own
+        stored = conn.execute(sa.text("SELECT count(*) FROM event_status_history WHERE event_id = :e"),
+                              {"e": event_id}).scalar()
+        conn.execute(sa.text("INSERT INTO event_status_history (event_id, status) VALUES (:e, 'routed')"),
+                     {"e": event_id})
+        older = client.post(f"/api/v1/events/{source}", json={"id": 2}).get_json()["event_id"]
+        # an event stored before 0020 has its 'received' row: it is shown once, not twice
+        conn.execute(sa.text("INSERT INTO event_status_history (event_id, status) VALUES (:e, 'received')"),
+                     {"e": older})
+    event = client.get(f"/api/v1/events/{event_id}").get_json()
+    assert stored == 0
+    assert [h["status"] for h in event["status_history"]] == ["received", "routed"]
+    assert event["status_history"][0]["at"] == event["received_at"]
+    assert event["processing_status"] == "routed"
+    history = client.get(f"/api/v1/events/{older}").get_json()["status_history"]
+    assert [h["status"] for h in history] == ["received"]
+
+
 def test_event_type_prefers_the_header_then_cloudevents_then_the_body(client):
     source = _source()
     first = client.post(f"/api/v1/events/{source}", json={"type": "body.type"}, headers={"X-Event-Type": "hdr"})

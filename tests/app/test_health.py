@@ -65,7 +65,7 @@ def test_a_lost_writer_connection_answers_503_once_and_the_retry_is_stored(app, 
     try:
         client = stale.test_client()
         assert client.post(f"/api/v1/events/{source}", json={"n": 1}).status_code == 202
-        with own.engine("writer").connect() as conn:
+        with own.autocommit("writer") as conn:  # the pool ingestion takes its connection from
             pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
         with database.admin() as conn:
             assert conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar_one()
