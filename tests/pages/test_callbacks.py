@@ -80,8 +80,9 @@ def test_the_executions_grid_filters_by_a_payload_field(app, pages, failed_run, 
 def test_the_execution_header_names_the_failing_step_and_its_error(app, pages, failed_run):
     _, execution_id = failed_run
     with app.test_request_context():
-        header, _event, meta, offset, bars, figure, options, value, hidden, _text = \
+        header, _event, meta, offset, bars, graph, options, value, hidden, _text = \
             pages.execution.update_execution_page(str(execution_id), "")
+        figure = graph.figure  # the graph comes with its figure: no empty chart is drawn first
         detail = pages.execution.update_execution_step_detail(value, str(execution_id), bars)
         minimap = pages.execution.update_execution_minimap(meta, str(execution_id), offset)
     assert "Step 1 · create_invoice failed:  422 invalid invoice reference" in text_of(header)
@@ -89,6 +90,7 @@ def test_the_execution_header_names_the_failing_step_and_its_error(app, pages, f
     assert offset == 0 and hidden is True and minimap is dash.no_update
     assert [o["value"] for o in options] == ["1:1"] and value == meta["failing"] == "1:1"
     assert set(bars) == {"1:1"}
+    assert graph.id == "execution-timeline"
     assert any("422 invalid invoice" in (a.text or "") for a in figure.layout.annotations)
     assert "422 invalid invoice reference" in text_of(detail)
 

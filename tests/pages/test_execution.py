@@ -1,6 +1,7 @@
 """The execution page on a large run: the first window opens on the failure or the linked step, with a minimap."""
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 
@@ -34,8 +35,9 @@ def long_run(database, runtime):
 def test_a_long_run_opens_on_a_window_around_its_failure_with_a_minimap(app, execution, long_run):
     execution_id, _ = long_run
     with app.test_request_context():
-        _h, _e, meta, offset, bars, figure, options, value, hidden, text = \
+        _h, _e, meta, offset, bars, graph, options, value, hidden, text = \
             execution.update_execution_page(execution_id, "")
+        figure = graph.figure
         # the minimap is asked for once the timeline's data (meta) has arrived, with the window it opened on
         minimap = execution.update_execution_minimap(meta, execution_id, offset)
     assert offset == 299 - timeline.WINDOW // 3 and text == f"steps {offset + 1}–{offset + timeline.WINDOW} of 400"
@@ -58,3 +60,12 @@ def test_the_page_loads_plotly_only_when_a_graph_asks_and_then_the_basic_build(c
     assert "<script src=\"/assets/plotly-basic.min.js" not in html and "package_data/plotly.min.js" not in html
     assert "_dashPlotlyJSURL" in html and "'/assets/plotly-basic.min.js'" in html
     assert client.get("/assets/plotly-basic.min.js").status_code == 200
+
+
+def test_pages_carry_no_babel_polyfill_or_unused_table_bundle_but_the_regenerator_runtime_dash_needs(client):
+    html = client.get("/executions").get_data(as_text=True)
+    assert "/deps/polyfill@" not in html and "/dash_table/bundle." not in html
+    # Dash's async components (Graph, Dropdown) call regeneratorRuntime, which the polyfill used to define
+    runtime = re.search(r'src="(/assets/regenerator-runtime\.js[^"]*)"', html)
+    assert runtime and "regeneratorRuntime = runtime" in client.get(runtime.group(1)).get_data(as_text=True)
+    assert "/dash_ag_grid/" in html and "/dash/dcc/dash_core_components." in html
