@@ -52,6 +52,7 @@ def layout(execution_id: str | None = None, step: str | None = None, **_query) -
         # chart first, 35-80 ms of the main thread before the real one. plotly.js itself starts loading when the
         # (hidden) minimap mounts, while the callback is on the server.
         dcc.Loading(html.Div(id="execution-timeline-box", className="fl-timeline-frame"), type="dot"),
+        dcc.Store(id="execution-scrolled"),
         html.Div([html.H2("Step details"), dcc.Dropdown(id="execution-step", clearable=False,
                                                         placeholder="choose a step or click a bar")],
                  className="fl-section"),
@@ -272,6 +273,29 @@ def _moved(trigger, click, wanted: str, meta: dict, current: int) -> int | None:
         step = size if trigger == "execution-next" else -size
         offset = min(max(current + step, 0), max(total - size, 0))
     return None if offset is None or offset == current else offset
+
+
+# The frame shows about 20 of the window's rows; a run that fails on its last step had its red bar 100 rows
+# below the fold. Whenever a step is chosen (the failing one when the page opens, a "show step" or a pick
+# later), the frame scrolls its row to a third of the way down, once plotly has drawn it.
+clientside_callback(
+    """
+    function(value) {
+        const seq = String(value || '').split(':')[0];
+        const frame = document.getElementById('execution-timeline-box');
+        if (!seq || !frame) { return window.dash_clientside.no_update; }
+        const deadline = performance.now() + 10000;
+        (function scroll() {
+            const label = Array.from(frame.querySelectorAll('.ytick text'))
+                .find(function(t) { return (t.textContent || '').indexOf(seq + ' \u00b7') === 0; });
+            if (!label) { if (performance.now() < deadline) { requestAnimationFrame(scroll); } return; }
+            const top = label.getBoundingClientRect().top - frame.getBoundingClientRect().top + frame.scrollTop;
+            frame.scrollTop = Math.max(0, top - frame.clientHeight / 3);
+        })();
+        return window.dash_clientside.no_update;
+    }
+    """,
+    Output("execution-scrolled", "data"), Input("execution-step", "value"))
 
 
 @callback(Output("execution-step", "value", allow_duplicate=True), Input("execution-timeline", "clickData"),

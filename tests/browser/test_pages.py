@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,30 @@ def test_a_failed_executions_timeline_shows_a_red_bar_annotated_with_its_error(p
     notes = " ".join(t or "" for t in page.locator("#execution-timeline .annotation-text").all_text_contents())
     assert failed["error_message"][:40] in notes
     assert failed["error_message"][:40] in page.inner_text("#execution-failure")
+    assert page.console_errors == []
+
+
+def test_a_run_that_fails_on_its_last_step_opens_with_that_row_in_view(page, served):
+    start = datetime.now(UTC) - timedelta(hours=1)
+    steps = [{"step_name": f"sync_{n:03d}", "seq": n, "status": "failed" if n == 119 else "completed",
+              "started_at": (start + timedelta(seconds=n)).isoformat(),
+              "completed_at": (start + timedelta(seconds=n, milliseconds=500)).isoformat(),
+              "error_message": "invoice 8841 rejected by the ledger" if n == 119 else None} for n in range(120)]
+    posted = requests.post(f"{served.base_url}/api/v1/executions", timeout=30, json={
+        "workflow_id": "browser-late-failure", "status": "failed", "started_at": start.isoformat(),
+        "completed_at": (start + timedelta(seconds=121)).isoformat(), "steps": steps})
+    execution_id = posted.json()["executions"][0]["execution_id"]
+    page.goto(f"/executions/{execution_id}")
+    page.wait_for_selector("#execution-timeline .annotation-text", timeout=30000)
+    # the 120th of 120 rows sits about 3,600 px down the figure; the frame (75% of the viewport) scrolls to it
+    page.wait_for_function("""() => {
+        const frame = document.getElementById('execution-timeline-box').getBoundingClientRect();
+        const label = Array.from(document.querySelectorAll('#execution-timeline .ytick text'))
+            .find(t => t.textContent.startsWith('119 \u00b7'));
+        const row = label && label.getBoundingClientRect();
+        return row && row.top >= frame.top && row.bottom <= frame.bottom;
+    }""", timeout=15000)
+    shot(page, "execution-late-failure")
     assert page.console_errors == []
 
 
