@@ -26,6 +26,7 @@ _EQUALS_FILTER = {
         "closeOnApply": True,
     },
 }
+TIME_WIDTH = 175  # "2026-11-22 09:41:07" whole: at flex widths a 1440 px window cut it to "2026-11-22 0…"
 _TIME_FORMAT = {"function": "params.value ? params.value.replace('T', ' ').slice(0, 19) : ''"}
 _DURATION_FORMAT = {
     "function": (
@@ -58,7 +59,10 @@ EXECUTION_COLUMNS: list[dict[str, Any]] = [
     {"field": "workflow_id", "headerName": "Workflow", **_EQUALS_FILTER},
     _status(),
     {"field": "trigger_source", "headerName": "Trigger", **_EQUALS_FILTER},
-    {"field": "started_at", "headerName": "Started (UTC)", "valueFormatter": _TIME_FORMAT, "sort": "desc"},
+    {"field": "started_at", "headerName": "Started (UTC)", "valueFormatter": _TIME_FORMAT, "sort": "desc",
+     "minWidth": TIME_WIDTH},
+    # the finish too: a run listed by when it failed (the overview's spike link) can have started the hour before
+    {"field": "completed_at", "headerName": "Finished (UTC)", "valueFormatter": _TIME_FORMAT, "minWidth": TIME_WIDTH},
     {
         "field": "duration_ms",
         "headerName": "Duration",

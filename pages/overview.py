@@ -1,7 +1,7 @@
 """Overview: what is failing, how often, and where, for the chosen period."""
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dash
 from dash import Input, Output, callback, dcc, html
@@ -70,14 +70,15 @@ def _alert(crossings) -> html.Div | None:
                         className="fl-banner fl-banner--good")
     worst = crossings.iloc[0]
     start = worst["hour"].to_pydatetime()
-    link = href("/executions", status="failed", since=start.strftime("%Y-%m-%dT%H:%M"),
-                until=(start + metrics.PERIODS["24h"] / 24).strftime("%Y-%m-%dT%H:%M"))
+    # The rate counts a run in the hour it finished, as failed or timed out: the link lists exactly those.
+    link = href("/executions", status=",".join(metrics.FAILED), finished_since=start.strftime("%Y-%m-%dT%H:%M"),
+                finished_until=(start + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"))
     return html.Div([
         html.Strong(f"{len(crossings)} hour(s) above the 5% failure-rate alert line "
                     f"with at least {metrics.ALERT_MIN_EXECUTIONS} finished runs. "),
         f"Worst: {start:%Y-%m-%d %H:00} UTC — {format_percent(worst['rate'])} "
         f"({int(worst['failed'])} of {int(worst['executions'])} runs failed). ",
-        dcc.Link("See the failed runs of that hour →", href=link, id="overview-spike-link"),
+        dcc.Link("See the failed runs that finished in that hour →", href=link, id="overview-spike-link"),
     ], className="fl-banner fl-banner--bad", role="alert")
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,10 +19,12 @@ SELECT s.execution_id, s.workflow_id, s.workflow_version, s.event_id, s.trigger_
        s.completed_at, s.duration_ms, s.error_message, s.failed_step
 FROM execution_state s {join}
 WHERE (CAST(:workflow AS text) IS NULL OR s.workflow_id = :workflow)
-  AND (CAST(:status AS text) IS NULL OR s.status = :status)
+  AND (CAST(:statuses AS text[]) IS NULL OR s.status = ANY(CAST(:statuses AS text[])))
   AND (CAST(:source AS text) IS NULL OR s.trigger_source = :source)
   AND (CAST(:since AS timestamptz) IS NULL OR s.started_at >= :since)
   AND (CAST(:until AS timestamptz) IS NULL OR s.started_at < :until)
+  AND (CAST(:finished_since AS timestamptz) IS NULL OR s.completed_at >= :finished_since)
+  AND (CAST(:finished_until AS timestamptz) IS NULL OR s.completed_at < :finished_until)
   {payload}
 """
 EVENTS_SQL = """
@@ -57,13 +60,20 @@ def _page(conn: Connection, sql: str, params: dict[str, Any], order: str, offset
 
 
 def executions_page(conn: Connection, *, offset: int = 0, limit: int = 100, sort: list[str] | None = None,
-                    workflow_id: str | None = None, status: str | None = None, trigger_source: str | None = None,
-                    since: datetime | None = None, until: datetime | None = None,
+                    workflow_id: str | None = None, status: str | Sequence[str] | None = None,
+                    trigger_source: str | None = None, since: datetime | None = None, until: datetime | None = None,
+                    finished_since: datetime | None = None, finished_until: datetime | None = None,
                     payload: dict[str, str] | None = None) -> dict[str, Any]:
-    """Rows [offset, offset+limit) of executions by start time; payload fields go through the GIN index."""
+    """Rows [offset, offset+limit) of executions by start time; payload fields go through the GIN index.
+
+    `since`/`until` bound the start, `finished_since`/`finished_until` the end (completed_at, the hour the
+    failure rate counts a run in), each half-open; `status` is one status or several.
+    """
     contains = payload_filter(payload) if payload else None
     sql = EXECUTIONS_SQL.format(join="", payload=PAYLOAD_CONDITION if contains else "")
-    params = {"workflow": workflow_id, "status": status, "source": trigger_source, "since": since, "until": until,
+    statuses = [status] if isinstance(status, str) else list(status or []) or None
+    params = {"workflow": workflow_id, "statuses": statuses, "source": trigger_source, "since": since,
+              "until": until, "finished_since": finished_since, "finished_until": finished_until,
               "contains": json.dumps(contains) if contains else None}
     order = _order(sort, EXECUTION_SORTS, "-started_at", "execution_id", prefix="s.")
     return _page(conn, sql, params, order, offset, limit)

@@ -23,6 +23,7 @@ def test_executions_grid_uses_the_infinite_row_model_and_carries_page_filters_as
         "status",
         "trigger_source",
         "started_at",
+        "completed_at",
         "duration_ms",
         "error_message",
     ]
