@@ -7,7 +7,6 @@ few minutes of raw rows. Hours are UTC; windows are whole hours.
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -63,31 +62,6 @@ def hourly_outcomes(conn: Connection, *, since: datetime, until: datetime) -> li
         "SELECT workflow_id, hour, status, executions FROM flowledger_hourly_outcomes(:s, :u) "
         "ORDER BY hour, workflow_id, status"), {"s": floor_hour(since), "u": floor_hour(until)}).mappings()
     return [dict(r) for r in rows]
-
-
-def failure_rate_per_hour(conn: Connection, *, now: datetime, days: int = 30,
-                          per_workflow: bool = True) -> list[dict[str, Any]]:
-    """Finished and failed executions and the failure rate per hour over the last `days` days."""
-    until = floor_hour(now) + HOUR
-    # Filtered and summed in SQL: the rollup holds a row per workflow, hour and status; shipping
-    # those to Python and folding them there cost more than the query itself.
-    rows = conn.execute(sa.text(
-        f"SELECT {'workflow_id' if per_workflow else 'NULL::text'} AS workflow_id, hour, "
-        "sum(executions)::bigint AS executions, "
-        "COALESCE(sum(executions) FILTER (WHERE status = ANY(:failed)), 0)::bigint AS failed "
-        "FROM flowledger_hourly_outcomes(:s, :u, :terminal) GROUP BY 1, 2 ORDER BY 2, 1"),
-        {"s": until - timedelta(days=days), "u": until, "terminal": list(TERMINAL), "failed": list(FAILED)}).all()
-    return [{"workflow_id": workflow, "hour": hour, "executions": runs, "failed": failed,
-             "failure_rate": failed / runs} for workflow, hour, runs, failed in rows]
-
-
-def status_counts(conn: Connection, *, now: datetime, hours: int = 24) -> dict[str, int]:
-    """Executions that started (running) or ended in each status during the last `hours` whole hours."""
-    until = floor_hour(now) + HOUR
-    counts: dict[str, int] = defaultdict(int)
-    for row in hourly_outcomes(conn, since=until - hours * HOUR, until=until):
-        counts[row["status"]] += row["executions"]
-    return dict(counts)
 
 
 def floor_hour(moment: datetime) -> datetime:

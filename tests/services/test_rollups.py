@@ -19,13 +19,6 @@ FROM execution_transitions t JOIN execution_state s ON s.execution_id = t.execut
 WHERE s.workflow_id = ANY(:wfs) AND t.at >= :since AND t.at < :until
 GROUP BY 1, 2, 3 ORDER BY 2, 1, 3
 """)
-RAW_FAILURE_SQL = sa.text("""
-SELECT workflow_id, date_trunc('hour', completed_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS hour,
-       count(*) AS executions, count(*) FILTER (WHERE status IN ('failed', 'timed_out')) AS failed
-FROM execution_state
-WHERE workflow_id = ANY(:wfs) AND completed_at >= :since AND completed_at < :until
-GROUP BY 1, 2 ORDER BY 2, 1
-""")
 
 
 def _record(runtime: Runtime, workflow_id: str, *, hours_ago: float, status: str) -> None:
@@ -66,43 +59,6 @@ def test_rollup_plus_tail_equals_the_raw_group_by(runtime: Runtime) -> None:
         raw = [tuple(r) for r in conn.execute(RAW_SQL, {"wfs": workflows, "since": since, "until": until})]
     assert answer == sorted(raw)
     assert sum(r[3] for r in answer) == 42 * 2 - 6  # two transitions each, minus the six still running
-
-
-def test_failure_rate_per_hour_matches_the_raw_table_before_and_after_a_refresh(runtime: Runtime) -> None:
-    workflows = [f"rollup-{uuid.uuid4().hex[:8]}-{n}" for n in range(2)]
-    _populate(runtime, workflows, 1)
-    since, until = rollups.floor_hour(NOW) + timedelta(hours=1) - timedelta(days=30), \
-        rollups.floor_hour(NOW) + timedelta(hours=1)
-    for refresh_first in (False, True):
-        if refresh_first:
-            with runtime.database.writer() as conn:
-                rollups.refresh(conn, lag_seconds=0)
-        with runtime.database.reader() as conn:
-            rates = [r for r in rollups.failure_rate_per_hour(conn, now=NOW) if r["workflow_id"] in workflows]
-            raw = conn.execute(RAW_FAILURE_SQL, {"wfs": workflows, "since": since, "until": until}).all()
-        assert [(r["workflow_id"], r["hour"], r["executions"], r["failed"]) for r in rates] == \
-            [(r.workflow_id, r.hour, r.executions, r.failed)
-             for r in sorted(raw, key=lambda r: (r.hour, r.workflow_id))]
-        assert all(r["failure_rate"] == r["failed"] / r["executions"] for r in rates)
-
-
-def test_status_counts_cover_the_last_day_only(runtime: Runtime) -> None:
-    workflow = f"rollup-{uuid.uuid4().hex[:8]}"
-    _record(runtime, workflow, hours_ago=1, status="failed")
-    _record(runtime, workflow, hours_ago=2, status="completed")
-    _record(runtime, workflow, hours_ago=30, status="completed")
-    with runtime.database.writer() as conn:
-        rollups.refresh(conn, lag_seconds=0)
-    _record(runtime, workflow, hours_ago=0.1, status="completed")
-    with runtime.database.reader() as conn:
-        everyone = rollups.status_counts(conn, now=NOW)
-        mine = [r for r in rollups.hourly_outcomes(conn, since=NOW - timedelta(hours=23),
-                                                   until=NOW + timedelta(hours=1)) if r["workflow_id"] == workflow]
-    counts: dict[str, int] = {}
-    for row in mine:
-        counts[row["status"]] = counts.get(row["status"], 0) + row["executions"]
-    assert counts == {"running": 3, "completed": 2, "failed": 1}
-    assert all(everyone.get(status, 0) >= n for status, n in counts.items())
 
 
 def test_a_refresh_with_nothing_new_moves_nothing(runtime: Runtime) -> None:

@@ -206,15 +206,6 @@ def test_an_empty_query_is_refused(database):
         search.search(conn, q="   ")
 
 
-def test_latency_probe_reports_timings_without_judging_them(database, cfg):
-    ticks = iter(range(100))
-    with database.reader() as conn:
-        report = search_probe.latency_probe(conn, text_queries=["anything"], field_queries=[{"customer.id": "C-1"}],
-                                      repeat=2, clock=lambda: next(ticks))
-    assert set(report) == {"text:anything", "field:customer.id=C-1"}
-    assert report["text:anything"]["runs"] == 2 and report["text:anything"]["min_ms"] == 1000
-
-
 # The statement services.events.list_events runs for a payload condition without other filters.
 EVENTS_BY_PAYLOAD = (
     "EXPLAIN SELECT event_id, source_system, event_type, received_at, status FROM event_state "
