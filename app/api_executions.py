@@ -43,14 +43,16 @@ def report_executions() -> Response:
 
 @bp.get("/executions")
 def list_executions() -> Response:
-    """Executions newest first; filters workflow_id, status, trigger_source, since, until, payload.<path>."""
+    """Executions newest first; filters workflow_id, status, trigger_source, since, until, finished_since,
+    finished_until, payload.<path>."""
     args = request.args
     payload = {k.removeprefix("payload."): v for k, v in args.items() if k.startswith("payload.")}
     with runtime().database.reader() as conn:
         page = executions.search(
             conn, workflow_id=args.get("workflow_id"), status=args.get("status"),
             trigger_source=args.get("trigger_source"), since=parse_time(args, "since"),
-            until=parse_time(args, "until"), payload=payload or None, cursor=args.get("cursor"),
+            until=parse_time(args, "until"), finished_since=parse_time(args, "finished_since"),
+            finished_until=parse_time(args, "finished_until"), payload=payload or None, cursor=args.get("cursor"),
             limit=parse_limit(args))
     return jsonify(page)
 

@@ -23,6 +23,8 @@ WHERE (CAST(:workflow AS text) IS NULL OR s.workflow_id = :workflow)
   AND (CAST(:source AS text) IS NULL OR s.trigger_source = :source)
   AND (CAST(:since AS timestamptz) IS NULL OR s.created_at >= :since)
   AND (CAST(:until AS timestamptz) IS NULL OR s.created_at < :until)
+  AND (CAST(:finished_since AS timestamptz) IS NULL OR s.completed_at >= :finished_since)
+  AND (CAST(:finished_until AS timestamptz) IS NULL OR s.completed_at < :finished_until)
   AND (CAST(:after_at AS timestamptz) IS NULL OR (s.created_at, s.execution_id) < (:after_at, :after_id))
   {payload}
 ORDER BY s.created_at DESC, s.execution_id DESC
@@ -54,13 +56,19 @@ def payload_filter(fields: dict[str, str]) -> dict[str, Any]:
 
 def search(conn: Connection, *, workflow_id: str | None = None, status: str | None = None,
            trigger_source: str | None = None, since: datetime | None = None, until: datetime | None = None,
+           finished_since: datetime | None = None, finished_until: datetime | None = None,
            payload: dict[str, str] | None = None, cursor: str | None = None, limit: int = 50) -> dict[str, Any]:
-    """A page of executions, newest first; payload conditions are answered through the GIN index."""
+    """A page of executions, newest first; payload conditions are answered through the GIN index.
+
+    since/until bound when a run was recorded; finished_since/finished_until when it ended (what the failure
+    rate and the alerts count by), each half-open.
+    """
     after = decode_cursor(cursor)
     contains = payload_filter(payload) if payload else None
     sql = SEARCH_SQL.format(join="", payload=PAYLOAD_CONDITION if contains else "")
     rows = conn.execute(sa.text(sql), {
         "workflow": workflow_id, "status": status, "source": trigger_source, "since": since, "until": until,
+        "finished_since": finished_since, "finished_until": finished_until,
         "after_at": after[0] if after else None, "after_id": after[1] if after else None,
         "contains": json.dumps(contains) if contains else None, "limit": limit + 1}).mappings().all()
     items = [dict(r) for r in rows[:limit]]

@@ -17,6 +17,7 @@ def explain_field_lookup(conn: Connection, *, payload: dict[str, str], **filters
         join="", payload=executions.PAYLOAD_CONDITION)
     params = {"workflow": filters.get("workflow_id"), "status": filters.get("status"),
               "source": filters.get("trigger_source"), "since": filters.get("since"),
-              "until": filters.get("until"), "after_at": None, "after_id": None,
+              "until": filters.get("until"), "finished_since": None, "finished_until": None,
+              "after_at": None, "after_id": None,
               "contains": json.dumps(contains), "limit": 51}
     return "\n".join(r[0] for r in conn.execute(sa.text(f"EXPLAIN {sql}"), params))

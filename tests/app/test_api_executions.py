@@ -156,3 +156,19 @@ def test_a_batch_over_its_own_limit_is_413_naming_the_setting_and_stores_nothing
     assert response.status_code == 413 and response.mimetype == "application/problem+json"
     assert "FLOWLEDGER_MAX_BATCH_BODY_BYTES" in response.get_json()["detail"]
     assert client.get(f"/api/v1/executions?workflow_id={workflow}").get_json()["items"] == []
+
+
+def test_runs_are_listed_by_when_they_finished_and_a_bad_bound_is_422(client):
+    workflow = f"wf-api-{uuid.uuid4().hex[:6]}"
+    runs = [("2026-11-20T09:50:00Z", "2026-11-20T10:10:00Z"),  # started the hour before, failed inside it
+            ("2026-11-20T10:30:00Z", "2026-11-20T11:00:00Z"),  # finished on the hour's end: the next hour's
+            ("2026-11-20T10:00:00Z", "2026-11-20T10:00:00Z")]  # finished on its first instant
+    ids = [client.post("/api/v1/executions", json=_report(workflow, started_at=start, completed_at=end,
+                                                          steps=[])).get_json()["executions"][0]["execution_id"]
+           for start, end in runs]
+    listed = client.get("/api/v1/executions", query_string={
+        "workflow_id": workflow, "finished_since": "2026-11-20T10:00:00Z",
+        "finished_until": "2026-11-20T11:00:00Z"}).get_json()["items"]
+    assert sorted(i["execution_id"] for i in listed) == sorted([ids[0], ids[2]])
+    bad = client.get("/api/v1/executions", query_string={"finished_since": "yesterday"})
+    assert bad.status_code == 422 and "finished_since" in bad.get_json()["detail"]

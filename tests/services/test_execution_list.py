@@ -12,7 +12,8 @@ from services import executions
 
 def _plan(conn, **filters) -> str:
     params = {"workflow": None, "status": None, "source": None, "since": None, "until": None,
-              "after_at": None, "after_id": None, "contains": None, "limit": 51, **filters}
+              "finished_since": None, "finished_until": None, "after_at": None, "after_id": None, "contains": None,
+              "limit": 51, **filters}
     sql = executions.SEARCH_SQL.format(join="", payload="")
     # Off so that a small test ledger is not simply read whole or sorted (whichever is cheapest depends on what
     # other tests stored): the question is whether an index gives this order. Without one the plan still sorts.
