@@ -32,7 +32,7 @@ SELECT execution_id, status, created_at FROM execution_state
 WHERE workflow_id = :w AND created_at >= :s AND created_at < :u ORDER BY created_at DESC, execution_id DESC LIMIT 50
 """)
 RAW_GRID = sa.text("SELECT execution_id, workflow_id, status, trigger_source, started_at, duration_ms, "
-                   "error_message FROM execution_state ORDER BY started_at DESC NULLS LAST LIMIT 100")
+                   "error_message FROM execution_state ORDER BY started_at DESC, execution_id DESC LIMIT 100")
 RAW_LOOKUP = sa.text("SELECT execution_id FROM executions WHERE trigger_payload @> CAST(:doc AS jsonb)")
 RAW_TEXT = sa.text("SELECT step_id FROM steps WHERE flowledger_step_tsv(search_text) "
                    "@@ websearch_to_tsquery('simple', :q) LIMIT 20")

@@ -40,13 +40,18 @@ WHERE (CAST(:source AS text) IS NULL OR source_system = :source)
 
 
 def _order(sort: list[str] | None, allowed: set[str], default: str, key: str, prefix: str = "") -> str:
-    """ORDER BY from whitelisted '-col'/'col' names, with the key as tie-breaker for stable pages."""
+    """ORDER BY from whitelisted '-col'/'col' names, with the key as tie-breaker for stable pages.
+
+    Nulls sort as PostgreSQL's indexes keep them (first when descending, last when ascending): with NULLS LAST
+    on a descending sort no index had the order, and the grid's first page sorted every run (72 ms at 100k,
+    growing with the ledger; 2 ms through the index). A run not started yet is the newest, so it comes first.
+    """
     terms = []
     for item in sort or [default]:
         column = item.lstrip("-")
         if column in allowed:
-            terms.append(f"{prefix}{column} {'DESC' if item.startswith('-') else 'ASC'} NULLS LAST")
-    return ", ".join(terms or [f"{prefix}{default.lstrip('-')} DESC NULLS LAST"]) + f", {prefix}{key} DESC"
+            terms.append(f"{prefix}{column} {'DESC' if item.startswith('-') else 'ASC'}")
+    return ", ".join(terms or [f"{prefix}{default.lstrip('-')} DESC"]) + f", {prefix}{key} DESC"
 
 
 def _page(conn: Connection, sql: str, params: dict[str, Any], order: str, offset: int,
