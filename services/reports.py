@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Any
+from urllib.parse import urlencode
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
@@ -81,8 +82,13 @@ def weekly_summary(conn: Connection, *, now: datetime, public_url: str = "", nea
         "fixed_by_replay": fixed.fixed, "still_failing": fixed.failing,
         "slowest_steps": [dict(r) for r in slowest], "retention": [dict(r) for r in retention],
         "daily_failure_rate": [(r.day, r.failed / r.finished if r.finished else 0.0) for r in daily],
-        "links": {"overview": base + "/", "failures": base + "/executions?status=failed",
-                  "replay": base + "/replay"},
+        # the week's failures as the summary counts them (failed or timed out, by when they finished), and the
+        # dead letters page, where replays start (there is no /replay page)
+        "links": {"overview": base + "/",
+                  "failures": base + "/executions?" + urlencode({
+                      "status": "failed,timed_out", "finished_since": f"{start:%Y-%m-%dT%H:%M}",
+                      "finished_until": f"{end:%Y-%m-%dT%H:%M}"}),
+                  "replay": base + "/dlq"},
     }
 
 

@@ -7,12 +7,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from services import events, fake_data, recording
+from services import browse, events, fake_data, recording
 from services.objectstore import open_store
 from services.payloads import PayloadConfig
 from services.recording import NewExecution, StepAttempt
@@ -139,3 +140,13 @@ class Receiver:
         """Stop serving."""
         self.server.shutdown()
         self.server.server_close()
+
+
+def listed_errors(database: Any, link: str) -> list[str]:
+    """The errors of the runs the dashboard's executions list shows for a link (its filters, read as the page does)."""
+    query = {k: v[0] for k, v in parse_qs(urlsplit(link).query).items()}
+    window = {k: datetime.fromisoformat(query[k]).replace(tzinfo=UTC) for k in ("finished_since", "finished_until")}
+    with database.reader() as conn:
+        page = browse.executions_page(conn, workflow_id=query.get("workflow"), status=query["status"].split(","),
+                                      **window)
+    return [row["error_message"] for row in page["rows"]]

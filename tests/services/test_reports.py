@@ -16,7 +16,7 @@ from services import notify, reports
 from services.db import Database
 from services.objectstore import LocalObjectStore
 from services.payloads import PayloadConfig
-from tests.services.jobs_factories import ingest_event, make_workflow, record_run
+from tests.services.jobs_factories import ingest_event, listed_errors, make_workflow, record_run
 
 
 class Inbox:
@@ -82,6 +82,9 @@ def test_the_weekly_email_arrives_with_totals_matching_the_ledger(
     assert summary["top_failures_by_event_type"] == [("order.paid", 2)]
     assert summary["top_failures_by_workflow"] == [("orders", 2)]
     assert summary["still_failing"] == 2 and summary["fixed_by_replay"] == 0
+    # the e-mail's links: the week's failures as counted, and the dead letters page where replays start
+    assert listed_errors(db, summary["links"]["failures"]) == ["CRM 500", "CRM 500"]
+    assert summary["links"]["replay"] == "https://fl.example/dlq"
     assert {r["workflow_id"] for r in summary["retention"]} == {"ledger"}  # held; "orders" is young
     message = reports.build_email(summary, sender="flowledger@example.com", to=["ops@example.com"])
     with db.writer() as conn:
