@@ -41,7 +41,7 @@ def layout(workflow: str | None = None, status: str | None = None, trigger: str 
             "your engine with POST /api/v1/executions, or fill a demo ledger with flowledger demo.",
             code=curl_example()),
         _filters(workflows, workflow, _statuses(status), trigger, times, payload, q),
-        html.Div(id="executions-text-hits", children=_text_hits(q, workflow, _one(_statuses(status))) if q else None),
+        html.Div(id="executions-text-hits", children=_text_hits(q, workflow, _statuses(status)) if q else None),
         _grid(filters), dcc.Store(id="executions-filters", data=filters),
         dcc.Location(id="executions-nav", refresh="callback-nav"),
     ], id="executions-page")
@@ -58,11 +58,6 @@ def _statuses(value: str | list[str] | None) -> list[str] | None:
     """One status or several, from the URL (`failed,timed_out`) or the multi-select."""
     parts = value.split(",") if isinstance(value, str) else value or []
     return [part.strip() for part in parts if part and part.strip()] or None
-
-
-def _one(statuses: list[str] | None) -> str | None:
-    """The status free text can narrow to: it takes one, so several leave it unnarrowed."""
-    return statuses[0] if statuses and len(statuses) == 1 else None
 
 
 def _time(key: str, value: str | None) -> datetime | None:
@@ -103,9 +98,9 @@ def _filters(workflows, workflow, statuses, trigger, times: dict, payload, q) ->
 
 
 @panel_errors()
-def _text_hits(q: str, workflow: str | None, status: str | None) -> html.Div:
+def _text_hits(q: str, workflow: str | None, statuses: list[str] | None) -> html.Div:
     with db.reader() as conn:
-        found = text_search.search(conn, q=q, workflow_id=workflow or None, status=status or None, limit=20)
+        found = text_search.search(conn, q=q, workflow_id=workflow or None, status=statuses, limit=20)
     if not found["items"]:
         return html.Div(f"No step payload or error text matches “{q}”.", className="fl-banner")
     rows = [html.Li([dcc.Link(f"{hit['workflow_id']} · {hit['step_name']} #{hit['attempt']}", href=hit["link"]),

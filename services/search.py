@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -72,7 +72,7 @@ WITH candidates AS (
     AND (CAST(:since AS timestamptz) IS NULL OR st.created_at >= :since)
     AND (CAST(:until AS timestamptz) IS NULL OR st.created_at < :until)
     AND (CAST(:workflow AS text) IS NULL OR s.workflow_id = :workflow)
-    AND (CAST(:status AS text) IS NULL OR s.status = :status)
+    AND (CAST(:statuses AS text[]) IS NULL OR s.status = ANY(CAST(:statuses AS text[])))
   ORDER BY st.created_at DESC
   LIMIT :candidates
 ),
@@ -102,9 +102,12 @@ ORDER BY h.exact DESC, h.rank DESC, h.created_at DESC, h.step_id
 """
 
 
-def search(conn: Connection, *, q: str, workflow_id: str | None = None, status: str | None = None,
+def search(conn: Connection, *, q: str, workflow_id: str | None = None, status: str | Sequence[str] | None = None,
            since: datetime | None = None, until: datetime | None = None, limit: int = 20) -> dict[str, Any]:
-    """Steps whose extracted text matches q, ranked, each with a highlighted snippet and a timeline link."""
+    """Steps whose extracted text matches q, ranked, each with a highlighted snippet and a timeline link.
+
+    status is one execution status or several (the executions page's multi-select).
+    """
     sql, params = _statement(q, workflow_id=workflow_id, status=status, since=since, until=until, limit=limit)
     identifier = _identifier(params["q"])
     _settings(conn, identifier=identifier)
@@ -157,7 +160,7 @@ def _settings(conn: Connection, *, identifier: bool = False) -> None:
 
 
 def execution_context(conn: Connection, hits: Iterable[dict[str, Any]], *,
-                      status: str | None = None) -> list[dict[str, Any]]:
+                      status: str | Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Hits from an external index joined with each execution's current state, status filter applied."""
     hits = list(hits)
     ids = sorted({UUID(str(h["execution_id"])) for h in hits})
@@ -166,10 +169,11 @@ def execution_context(conn: Connection, hits: Iterable[dict[str, Any]], *,
     states = {r.execution_id: r for r in conn.execute(sa.text(
         "SELECT execution_id, workflow_id, status, archived_uri FROM execution_state "
         "WHERE execution_id = ANY(:ids)"), {"ids": ids})}
+    wanted = _statuses(status)
     out = []
     for hit in hits:
         state = states.get(UUID(str(hit["execution_id"])))
-        if state is None or (status and state.status != status):
+        if state is None or (wanted and state.status not in wanted):
             continue
         out.append({**hit, "workflow_id": state.workflow_id, "status": state.status,
                     **_archive(state.archived_uri)})
@@ -181,7 +185,12 @@ def step_link(execution_id: Any, step_id: Any) -> str:
     return f"/executions/{execution_id}?step={step_id}"
 
 
-def _statement(q: str, *, workflow_id: str | None = None, status: str | None = None,
+def _statuses(status: str | Sequence[str] | None) -> list[str] | None:
+    """One status or several as a list; None (no filter) when empty."""
+    return [status] if isinstance(status, str) else list(status or []) or None
+
+
+def _statement(q: str, *, workflow_id: str | None = None, status: str | Sequence[str] | None = None,
                since: datetime | None = None, until: datetime | None = None,
                limit: int = 20) -> tuple[str, dict[str, Any]]:
     query = " ".join((q or "").split())
@@ -191,7 +200,8 @@ def _statement(q: str, *, workflow_id: str | None = None, status: str | None = N
         raise InvalidInput(f"q must be at most {MAX_QUERY_CHARS} characters")
     sql = _sql(FTS_MATCH)
     params = {"q": query, "fts": _fts_text(query), "like": "%" + _like_escape(query) + "%", "word": _word_regex(query),
-              "since": since, "until": until, "workflow": workflow_id, "status": status, "limit": limit,
+              "since": since, "until": until, "workflow": workflow_id, "statuses": _statuses(status),
+              "limit": limit,
               "options": HEADLINE_OPTIONS, "candidates": CANDIDATES}
     return sql, params
 

@@ -153,6 +153,7 @@ def test_filters_by_workflow_status_and_time_like_execution_search(database, cfg
     token = f"tok{uuid.uuid4().hex[:10]}"
     ok, _ = record_run(database, cfg, wf, [{"output": {"t": token}}])
     bad, _ = record_run(database, cfg, wf, [{"output": {"t": token}, "status": "failed"}], status="failed")
+    late, _ = record_run(database, cfg, wf, [{"output": {"t": token}, "status": "failed"}], status="timed_out")
     elsewhere, _ = record_run(database, cfg, other, [{"output": {"t": token}}])
     now = datetime.now(UTC)
 
@@ -160,10 +161,11 @@ def test_filters_by_workflow_status_and_time_like_execution_search(database, cfg
         def ids(**filters):
             return {h["execution_id"] for h in search.search(conn, q=token, **filters)["items"]}
 
-        assert ids() == {ok, bad, elsewhere}
-        assert ids(workflow_id=wf) == {ok, bad}
+        assert ids() == {ok, bad, late, elsewhere}
+        assert ids(workflow_id=wf) == {ok, bad, late}
         assert ids(workflow_id=wf, status="failed") == {bad}
-        assert ids(since=now - timedelta(hours=1), until=now + timedelta(minutes=5)) == {ok, bad, elsewhere}
+        assert ids(status=["failed", "timed_out"]) == {bad, late}  # the executions page's multi-select
+        assert ids(since=now - timedelta(hours=1), until=now + timedelta(minutes=5)) == {ok, bad, late, elsewhere}
         assert ids(since=now + timedelta(minutes=5)) == set()
 
 
