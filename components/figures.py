@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -78,21 +80,29 @@ def failure_rate_hourly(rates: pd.DataFrame, *, threshold: float = 0.05) -> go.F
     return fig
 
 
+DAY_MS = 86_400_000  # a day in milliseconds: plotly's period for date axes
+
+
 def failure_rate_daily(rates: pd.DataFrame) -> go.Figure:
-    """Daily failure rate as a trend line, with executions per day as light bars behind it."""
+    """Daily failure rate as a trend line, with executions per day as light bars behind it.
+
+    The bars take the primary axis and the line the overlaying one, because plotly draws an overlaying axis's
+    traces on top: the other way round the day's bar hid the line. Both sit in the middle of their day.
+    """
     if rates.empty:
         return theme.empty_figure("No executions in this period")
     frame = rates.sort_values("day")
     custom = frame[["executions", "failed"]].to_numpy()
+    in_the_day = {"xperiod": DAY_MS, "xperiodalignment": "middle"}
     fig = theme.new_figure()
     fig.add_trace(
         go.Bar(
             name="executions",
             x=frame["day"],
             y=frame["executions"],
-            yaxis="y2",
             marker={"color": theme.GRID},
             hovertemplate="%{x|%Y-%m-%d}<br>%{y} executions finished<extra></extra>",
+            **in_the_day,
         )
     )
     fig.add_trace(
@@ -100,20 +110,24 @@ def failure_rate_daily(rates: pd.DataFrame) -> go.Figure:
             name="failure rate",
             x=frame["day"],
             y=frame["rate"],
+            yaxis="y2",
             mode="lines+markers",
             customdata=custom,
             line={"color": theme.RED, "width": 2},
             marker={"size": 5},
             hovertemplate=_RATE_HOVER.replace("%Y-%m-%d %H:%M", "%Y-%m-%d"),
+            **in_the_day,
         )
     )
     fig.update_layout(
         title="Failure rate per day",
         height=300,
         showlegend=False,
-        yaxis={"tickformat": ".0%", "rangemode": "tozero", "title": None},
-        yaxis2={"overlaying": "y", "side": "right", "showgrid": False, "rangemode": "tozero", "title": None,
-                "tickformat": ",d", "tick0": 0, "dtick": count_step(int(frame["executions"].max()))},
+        yaxis={"side": "right", "showgrid": False, "rangemode": "tozero", "title": None, "tickformat": ",d",
+               "tick0": 0, "dtick": count_step(int(frame["executions"].max()))},
+        # whole 1/2/5 percent steps: left to itself the overlaying axis ticked 0%, 9%, 18%, 27%
+        yaxis2={"overlaying": "y", "side": "left", "tickformat": ".0%", "rangemode": "tozero", "title": None,
+                "showgrid": True, "tick0": 0, "dtick": count_step(math.ceil(frame["rate"].max() * 100)) / 100},
     )
     return fig
 

@@ -67,8 +67,20 @@ def test_the_daily_volume_axis_counts_in_whole_round_steps():
     days = pd.date_range("2024-05-01", periods=3, freq="D", tz="UTC")
     for volumes, step in (([1, 3, 2], 1), ([40, 145, 90], 50), ([900, 12_345, 70], 5000)):
         df = pd.DataFrame({"day": days, "executions": volumes, "failed": 0, "rate": 0.0})
-        axis = failure_rate_daily(df).layout.yaxis2
+        axis = failure_rate_daily(df).layout.yaxis
         assert (axis.dtick, axis.tick0, axis.tickformat) == (step, 0, ",d")
+
+
+def test_the_daily_rate_line_is_drawn_over_the_volume_bars_in_the_middle_of_each_day():
+    days = pd.date_range("2024-05-01", periods=2, freq="D", tz="UTC")
+    fig = failure_rate_daily(pd.DataFrame({"day": days, "executions": [5, 50], "failed": [0, 10],
+                                           "rate": [0.0, 0.2]}))
+    [bars] = [t for t in fig.data if t.type == "bar"]
+    [line] = [t for t in fig.data if t.type == "scatter"]
+    # plotly draws an overlaying axis's traces last: the line must be on it, or a tall bar hides it
+    assert line.yaxis == "y2" and fig.layout.yaxis2.overlaying == "y" and bars.yaxis in (None, "y")
+    assert (fig.layout.yaxis2.tickformat, fig.layout.yaxis2.dtick) == (".0%", 0.05)  # 0, 5, 10, 15, 20%
+    assert {t.xperiodalignment for t in (bars, line)} == {"middle"} and bars.xperiod == line.xperiod == 86_400_000
 
 
 def test_top_failures_keeps_the_ten_largest_with_the_largest_on_top():
