@@ -188,7 +188,9 @@ def status_counts(df: pd.DataFrame) -> go.Figure:
             values=frame["count"],
             hole=0.6,
             sort=False,
-            marker={"colors": [theme.status_color(status) for status in frame["status"]]},
+            # timed out is a failure (red everywhere) but its own slice here: the darker red tells the two apart
+            marker={"colors": [theme.RED_DARK if status == "timed_out" else theme.status_color(status)
+                               for status in frame["status"]]},
             textinfo="percent",
             textposition="inside",
             hovertemplate="%{label}: %{value} (%{percent})<extra></extra>",

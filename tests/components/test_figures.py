@@ -101,8 +101,9 @@ def test_top_failures_shortens_long_labels_only_on_the_axis():
 
 
 def test_status_counts_colour_each_status_by_the_theme():
-    fig = status_counts(pd.DataFrame({"status": ["completed", "failed"], "count": [90, 10]}))
-    assert list(fig.data[0].marker.colors) == [theme.GREEN, theme.RED]
+    fig = status_counts(pd.DataFrame({"status": ["completed", "failed", "timed_out"], "count": [90, 10, 5]}))
+    # both failures are red; timed out a darker one, so its slice and legend entry stand apart from failed
+    assert list(fig.data[0].marker.colors) == [theme.GREEN, theme.RED, theme.RED_DARK]
 
 
 def test_empty_inputs_draw_a_message_instead_of_an_empty_axis():
