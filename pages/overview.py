@@ -9,8 +9,9 @@ from dash import Input, Output, callback, dcc, html
 from components import figures
 from components.cards import empty_state, kpi_card
 from components.format import format_duration, format_percent
-from pages.common import curl_example, field, href, panel_errors, parse_time
+from pages.common import curl_example, field, panel_errors, parse_time
 from services import db, metrics
+from services.links import failures_path
 
 dash.register_page(__name__, path="/", title="Overview · Flowledger", name="Overview")
 PERIODS = [{"label": "Last 24 h", "value": "24h"}, {"label": "7 days", "value": "7d"},
@@ -71,8 +72,7 @@ def _alert(crossings) -> html.Div | None:
     worst = crossings.iloc[0]
     start = worst["hour"].to_pydatetime()
     # The rate counts a run in the hour it finished, as failed or timed out: the link lists exactly those.
-    link = href("/executions", status=",".join(metrics.FAILED), finished_since=start.strftime("%Y-%m-%dT%H:%M"),
-                finished_until=(start + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"))
+    link = failures_path(since=start, until=start + timedelta(hours=1))
     return html.Div([
         html.Strong(f"{len(crossings)} hour(s) above the 5% failure-rate alert line "
                     f"with at least {metrics.ALERT_MIN_EXECUTIONS} finished runs. "),

@@ -7,12 +7,12 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from services import notify
+from services.links import failures_path
 
 OVERALL = "*"
 WINDOW = timedelta(hours=1)
@@ -81,8 +81,9 @@ def check_failure_rate(conn: Connection, cfg: AlertConfig, *, now: datetime) -> 
             detail = {"workflow_id": workflow_id, "failed": failed, "total": total, "rate": rate,
                       "window_end": now.isoformat()}
             actions.append(_page(conn, cfg, "failure_rate", key, "trigger", summary, "critical", detail, now,
-                                 link=_failures_link(cfg, None if workflow_id == OVERALL else workflow_id,
-                                                     since=now - WINDOW, until=now)))
+                                 link=_link(cfg, failures_path(
+                                     since=now - WINDOW, until=now,
+                                     workflow_id=None if workflow_id == OVERALL else workflow_id))))
     for workflow_id, key in opened.items():
         failed, total = rates.get(workflow_id, (0, 0))
         if total == 0 or failed / total <= cfg.threshold:
@@ -123,8 +124,9 @@ def check_incidents(conn: Connection, cfg: AlertConfig, *, now: datetime) -> lis
         actions.append(_page(conn, cfg, "incident", key, "trigger",
                              f"{first.workflow_id}: {first.failed_step or 'execution'} failing: "
                              f"{(first.error_message or 'no message')[:120]} ({len(failures)}x)", "error",
-                             detail, now, link=_failures_link(cfg, first.workflow_id,
-                                                              since=now - max(WINDOW, cfg.incident_quiet), until=now)))
+                             detail, now, link=_link(cfg, failures_path(
+                                 since=now - max(WINDOW, cfg.incident_quiet), until=now,
+                                 workflow_id=first.workflow_id))))
     for key, alert in opened.items():
         sig = alert["detail"].get("signature")
         recent = [r for r in groups.get(sig, []) if r.completed_at > now - cfg.incident_quiet]
@@ -227,17 +229,3 @@ def _page(conn: Connection, cfg: AlertConfig, kind: str, key: str, action: str, 
 
 def _link(cfg: AlertConfig, path: str) -> str:
     return (cfg.public_url.rstrip("/") or "http://localhost:8050") + path
-
-
-def _failures_link(cfg: AlertConfig, workflow_id: str | None, *, since: datetime, until: datetime) -> str:
-    """The executions list holding the failures an alert counted: failed or timed out, finished in its window.
-
-    The window is widened to whole minutes (the list's filters take minutes): the page shows at least those runs.
-    """
-    start = since.astimezone(UTC).replace(second=0, microsecond=0)
-    end = until.astimezone(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
-    query = {"status": "failed,timed_out", "finished_since": f"{start:%Y-%m-%dT%H:%M}",
-             "finished_until": f"{end:%Y-%m-%dT%H:%M}"}
-    if workflow_id:
-        query["workflow"] = workflow_id
-    return _link(cfg, "/executions?" + urlencode(query))

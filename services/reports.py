@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Any
-from urllib.parse import urlencode
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
+
+from services.links import failures_path
 
 TERMINAL_SQL = "status IN ('completed', 'failed', 'timed_out', 'cancelled')"
 FAILED_SQL = "status IN ('failed', 'timed_out')"
@@ -85,9 +86,7 @@ def weekly_summary(conn: Connection, *, now: datetime, public_url: str = "", nea
         # the week's failures as the summary counts them (failed or timed out, by when they finished), and the
         # dead letters page, where replays start (there is no /replay page)
         "links": {"overview": base + "/",
-                  "failures": base + "/executions?" + urlencode({
-                      "status": "failed,timed_out", "finished_since": f"{start:%Y-%m-%dT%H:%M}",
-                      "finished_until": f"{end:%Y-%m-%dT%H:%M}"}),
+                  "failures": base + failures_path(since=start, until=end),
                   "replay": base + "/dlq"},
     }
 
