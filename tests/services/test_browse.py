@@ -1,15 +1,14 @@
 """The executions grid's page: the started and the finished windows, each half-open, and several statuses."""
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import sqlalchemy as sa
 
 from services import browse
 from tests.services.dashboard_factories import record
+from tests.services.query_plans import ordered_plan
 
 HOUR = datetime(2011, 6, 15, 14, 0, tzinfo=UTC)
 MINUTE = 60_000
@@ -72,19 +71,7 @@ def test_one_status_or_several_narrow_the_list(database, runs):
     lambda conn: browse.events_page(conn),
 ], ids=["executions newest first", "executions oldest first", "failed executions", "events newest first"])
 def test_a_grids_first_page_is_read_in_index_order_without_sorting_the_ledger(database, read):
+    # NULLS LAST on a descending sort had no index, and the first page sorted every run
     with database.reader() as conn:
-        statements = []
-
-        def capture(_conn, _cursor, statement, parameters, _context, _many):
-            statements.append((statement, parameters))
-
-        sa.event.listen(conn, "before_cursor_execute", capture)
-        read(conn)
-        sa.event.remove(conn, "before_cursor_execute", capture)
-        statement, parameters = statements[0]  # the page itself; the capped count follows
-        # Off so that a small test ledger is not simply read whole or sorted: the question is whether an index
-        # gives the grid's order. NULLS LAST on a descending sort had none, and the first page sorted every run.
-        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
-        conn.exec_driver_sql("SET LOCAL enable_sort = off")
-        plan = conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {statement}", parameters).scalar_one()
-    assert '"Node Type": "Sort"' not in json.dumps(plan)
+        plan = ordered_plan(conn, read)  # the page itself; the capped count follows
+    assert '"Node Type": "Sort"' not in plan

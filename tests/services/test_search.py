@@ -7,12 +7,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from services import events, executions, payloads, recording, search, search_probe
+from services import events, executions, payloads, recording, search
 from services.db import Database
 from services.errors import InvalidInput
 from services.objectstore import LocalObjectStore
 from services.payloads import PayloadConfig
 from services.recording import NewExecution, StepAttempt
+from tests.services.query_plans import plan_text
 
 SECRET_PASSWORD = "zebra-Secret-4471-quokka"
 SECRET_CARD = "4000056655665556"
@@ -208,13 +209,6 @@ def test_an_empty_query_is_refused(database):
         search.search(conn, q="   ")
 
 
-# The statement services.events.list_events runs for a payload condition without other filters.
-EVENTS_BY_PAYLOAD = (
-    "EXPLAIN SELECT event_id, source_system, event_type, received_at, status FROM event_state "
-    "WHERE event_id IN (SELECT event_id FROM events WHERE payload @> CAST(:c AS jsonb)) "
-    "ORDER BY received_at DESC, event_id DESC LIMIT 11")
-
-
 def _partition_indexes(conn: sa.Connection, parent: str) -> set[str]:
     return {r[0] for r in conn.execute(sa.text(
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
@@ -266,12 +260,11 @@ def test_at_200000_executions_field_lookups_and_free_text_use_their_gin_indexes(
     record_run(database, cfg, wf, [{"input": {"password": SECRET_PASSWORD}, "output": {"ok": True}}])
 
     with database.reader() as conn:
-        lookup_plan = search_probe.explain_field_lookup(conn, payload={"customer.id": "C-777"})
+        lookup_plan = plan_text(conn, lambda c: executions.search(c, payload={"customer.id": "C-777"}))
         found = {r["execution_id"] for r in executions.search(conn, payload={"customer.id": "C-777"})["items"]}
         truth = {r[0] for r in conn.execute(sa.text(
             "SELECT execution_id FROM executions WHERE trigger_payload->'customer'->>'id' = 'C-777'"))}
-        event_plan = "\n".join(r[0] for r in conn.execute(sa.text(EVENTS_BY_PAYLOAD),
-                                                            {"c": '{"customer":{"id":"C-9"}}'}))
+        event_plan = plan_text(conn, lambda c: events.list_events(c, payload={"customer.id": "C-9"}, limit=10))
         event_page = events.list_events(conn, payload={"customer.id": "C-9"}, limit=10)
         event_hits = {r["event_id"] for r in event_page["items"]}
         text_plan = search.explain(conn, q="billing-gw-7f3a")
