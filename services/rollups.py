@@ -3,7 +3,10 @@
 A scheduled job (`refresh`) folds execution_transitions into execution_hourly_stats up to a
 recorded_at watermark; readers add the transitions recorded after it (flowledger_hourly_outcomes,
 migration 0009), so every answer equals the GROUP BY over the raw tables while reading at most a
-few minutes of raw rows. Hours are UTC; windows are whole hours.
+few minutes of raw rows. Hours are UTC; windows are whole hours. In the same transaction and up to
+the same watermark it folds finished runs by duration bucket (execution_hourly_durations) and
+failures by event type and error class (execution_hourly_failures), read by
+flowledger_duration_histogram and flowledger_failure_counts (migration 0021).
 """
 from __future__ import annotations
 
@@ -36,6 +39,23 @@ GROUP BY 1, 2, 3
 ON CONFLICT (hour, workflow_id, status) DO UPDATE
   SET executions = execution_hourly_stats.executions + EXCLUDED.executions
 """)
+# The same outcomes by duration bucket, and failures by event type and error class (migration 0021).
+FOLD_DURATIONS_SQL = sa.text("""
+INSERT INTO execution_hourly_durations (hour, workflow_id, bucket, executions)
+SELECT f.hour, f.workflow_id, f.bucket, count(*) FROM flowledger_finished_runs f
+WHERE f.recorded_at >= :since AND f.recorded_at < :cutoff AND f.bucket IS NOT NULL
+GROUP BY 1, 2, 3
+ON CONFLICT (hour, workflow_id, bucket)
+  DO UPDATE SET executions = execution_hourly_durations.executions + EXCLUDED.executions
+""")
+FOLD_FAILURES_SQL = sa.text("""
+INSERT INTO execution_hourly_failures (hour, workflow_id, event_type, error, executions)
+SELECT f.hour, f.workflow_id, f.event_type, f.error, count(*) FROM flowledger_finished_runs f
+WHERE f.recorded_at >= :since AND f.recorded_at < :cutoff AND f.error IS NOT NULL
+GROUP BY 1, 2, 3, 4
+ON CONFLICT (hour, workflow_id, event_type, error)
+  DO UPDATE SET executions = execution_hourly_failures.executions + EXCLUDED.executions
+""")
 
 
 def refresh(conn: Connection, *, lag_seconds: float = 2.0) -> dict[str, Any]:
@@ -50,6 +70,8 @@ def refresh(conn: Connection, *, lag_seconds: float = 2.0) -> dict[str, Any]:
     if cutoff <= since:
         return {"rows": 0, "watermark": since}
     rows = conn.execute(FOLD_SQL, {"since": since, "cutoff": cutoff}).rowcount
+    for fold in (FOLD_DURATIONS_SQL, FOLD_FAILURES_SQL):
+        conn.execute(fold, {"since": since, "cutoff": cutoff})
     conn.execute(sa.text(
         "UPDATE rollup_watermarks SET recorded_before = :c, updated_at = now() WHERE rollup = :r"),
         {"c": cutoff, "r": ROLLUP})

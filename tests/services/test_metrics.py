@@ -119,3 +119,42 @@ def test_a_run_still_going_is_counted_as_running_beside_the_finished_outcomes(da
         kpis = metrics.kpis(conn, window=metrics.Period(at, at + timedelta(hours=1)), workflow_id=workflow)
     assert dict(zip(counts["status"], counts["count"], strict=True)) == {"completed": 1, "running": 1}
     assert (kpis["executions"], kpis["completed"], kpis["success_rate"]) == (2, 1, 1.0)
+
+
+def test_p95_and_the_failure_lists_come_out_the_same_before_and_after_a_rollup_and_p95_is_within_5_percent(
+        database, runtime):
+    """p95 is read from the finished-runs rollup's duration buckets: it must stay within 5% of the exact
+    percentile of the runs, and the rolled hours plus the live tail must answer like the tail alone."""
+    workflow = f"metrics-p95-{uuid.uuid4().hex[:8]}"
+    start = datetime(2019, 9, 1, 9, 0, tzinfo=UTC)
+    with database.writer() as conn:
+        for i in range(40):  # steps of 1..40 s: each run takes its step's duration plus the 1 s finish gap
+            record(conn, runtime.payloads, workflow_id=workflow, at=start + timedelta(minutes=i),
+                   steps=[{"step_name": "work", "status": "completed", "ms": (i + 1) * 1000}])
+        # Starts at 09:50 and fails at 10:10: it belongs to the 10:00 hour, the window below starts at 10:00.
+        record(conn, runtime.payloads, workflow_id=workflow, at=start + timedelta(minutes=50), status="failed",
+               steps=[{"step_name": "sync", "status": "failed", "ms": 20 * 60_000,
+                       "error_message": "HTTP 409 contact C-777 already exists"}])
+    late = metrics.Period(datetime(2019, 9, 1, 10, 0, tzinfo=UTC), datetime(2019, 9, 1, 11, 0, tzinfo=UTC))
+    whole = metrics.Period(start, datetime(2019, 9, 1, 11, 0, tzinfo=UTC))
+
+    def read() -> tuple:
+        with database.reader() as conn:
+            p95 = metrics.kpis(conn, window=whole, workflow_id=workflow)["p95_ms"]
+            exact = conn.exec_driver_sql(
+                "SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) FROM execution_state "
+                f"WHERE workflow_id = '{workflow}'").scalar_one()
+            lists = {by: metrics.top_failures(conn, window=late, by=by)
+                     for by in ("error", "workflow_id", "event_type")}
+        mine = lists["workflow_id"][lists["workflow_id"]["workflow_id"] == workflow]
+        errors = dict(zip(lists["error"]["error"], lists["error"]["failures"], strict=True))
+        by_type = dict(zip(lists["event_type"]["event_type"], lists["event_type"]["failures"], strict=True))
+        return (p95, exact, int(mine["failures"].sum()), errors.get("sync: HTTP 409 contact … already exists"),
+                sum(by_type.values()))
+
+    before = read()
+    assert before[0] == pytest.approx(before[1], rel=0.05)
+    assert before[2:] == (1, 1, 1)  # counted in the hour it failed (no other run of this window failed), id blanked
+    with database.writer() as conn:
+        rollups.refresh(conn, lag_seconds=0)
+    assert read() == before
