@@ -6,7 +6,8 @@ migration 0009), so every answer equals the GROUP BY over the raw tables while r
 few minutes of raw rows. Hours are UTC; windows are whole hours. In the same transaction and up to
 the same watermark it folds finished runs by duration bucket (execution_hourly_durations) and
 failures by event type and error class (execution_hourly_failures), read by
-flowledger_duration_histogram and flowledger_failure_counts (migration 0021).
+flowledger_duration_histogram and flowledger_failure_counts (migration 0021), and events per hour
+received (event_hourly_stats, flowledger_events_received, migration 0022).
 """
 from __future__ import annotations
 
@@ -56,6 +57,14 @@ GROUP BY 1, 2, 3, 4
 ON CONFLICT (hour, workflow_id, event_type, error)
   DO UPDATE SET executions = execution_hourly_failures.executions + EXCLUDED.executions
 """)
+# Events per hour received (migration 0022): received_at is the inserting transaction's start, like recorded_at.
+FOLD_EVENTS_SQL = sa.text("""
+INSERT INTO event_hourly_stats (hour, events)
+SELECT date_trunc('hour', e.received_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', count(*) FROM event_state e
+WHERE e.received_at >= :since AND e.received_at < :cutoff
+GROUP BY 1
+ON CONFLICT (hour) DO UPDATE SET events = event_hourly_stats.events + EXCLUDED.events
+""")
 
 
 def refresh(conn: Connection, *, lag_seconds: float = 2.0) -> dict[str, Any]:
@@ -70,7 +79,7 @@ def refresh(conn: Connection, *, lag_seconds: float = 2.0) -> dict[str, Any]:
     if cutoff <= since:
         return {"rows": 0, "watermark": since}
     rows = conn.execute(FOLD_SQL, {"since": since, "cutoff": cutoff}).rowcount
-    for fold in (FOLD_DURATIONS_SQL, FOLD_FAILURES_SQL):
+    for fold in (FOLD_DURATIONS_SQL, FOLD_FAILURES_SQL, FOLD_EVENTS_SQL):
         conn.execute(fold, {"since": since, "cutoff": cutoff})
     conn.execute(sa.text(
         "UPDATE rollup_watermarks SET recorded_before = :c, updated_at = now() WHERE rollup = :r"),

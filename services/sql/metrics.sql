@@ -11,9 +11,9 @@ FROM flowledger_hourly_outcomes(:since_hour, :until_hour, CAST(:statuses AS text
 GROUP BY 1, 2 ORDER BY 1, 2;
 
 -- name: kpis
--- What the rollups do not hold: events received in the period and the dead-letter queue now.
-SELECT
-  (SELECT count(*) FROM event_state WHERE received_at >= :since AND received_at < :until) AS events,
+-- Events received in the whole hours covering the period (rollup plus live tail, migration 0022), and
+-- the dead-letter queue now (few rows, through event_state_status_idx).
+SELECT flowledger_events_received(:since_hour, :until_hour) AS events,
   (SELECT count(*) FROM event_state WHERE status = 'dead_lettered') AS dead_lettered;
 
 -- name: p95

@@ -5,11 +5,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from services import metrics, recording, rollups
 from services.errors import InvalidInput
 from services.recording import NewExecution
 from tests.services.dashboard_factories import record
+from tests.services.jobs_factories import ingest_event
 
 BASE = datetime(2019, 6, 1, 10, 0, tzinfo=UTC)
 
@@ -158,3 +160,23 @@ def test_p95_and_the_failure_lists_come_out_the_same_before_and_after_a_rollup_a
     with database.writer() as conn:
         rollups.refresh(conn, lag_seconds=0)
     assert read() == before
+
+
+def test_events_received_are_counted_over_the_whole_hours_the_same_before_and_after_a_rollup(database, runtime):
+    """The events card reads the hourly events rollup plus the events received after its watermark."""
+    now = datetime.now(UTC)
+    period = metrics.Period(now - timedelta(hours=3), now)
+    hours = {"s": rollups.floor_hour(period.since), "u": rollups.floor_hour(period.until) + rollups.HOUR}
+    raw_sql = sa.text("SELECT count(*) FROM event_state WHERE received_at >= :s AND received_at < :u")
+    with database.writer() as conn:
+        rollups.refresh(conn, lag_seconds=0)  # what earlier tests stored is rolled up
+    with database.writer() as conn:  # received after the watermark: the live tail
+        for i in range(3):
+            ingest_event(conn, {"order": {"id": f"O-{i}"}}, event_type="order.created")
+    with database.reader() as conn:
+        before, raw = metrics.kpis(conn, window=period)["events"], conn.execute(raw_sql, hours).scalar_one()
+    assert before == raw and raw >= 3
+    with database.writer() as conn:
+        rollups.refresh(conn, lag_seconds=0)
+    with database.reader() as conn:
+        assert metrics.kpis(conn, window=period)["events"] == before
