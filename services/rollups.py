@@ -22,14 +22,16 @@ TERMINAL = ("completed", "failed", "timed_out", "cancelled")
 FAILED = ("failed", "timed_out")
 HOUR = timedelta(hours=1)
 
-# The watermark may only pass transitions whose transaction has ended: a row becomes visible when
-# its transaction commits but carries recorded_at = the transaction's start. So the cutoff is held
-# below the start of the oldest writer transaction that has written anything (writers are the only
-# role that inserts transitions, and a role sees its own sessions in pg_stat_activity).
+# The watermark may only pass rows whose transaction has ended: a row becomes visible when its
+# transaction commits but carries the transaction's start (recorded_at, received_at). So the cutoff is
+# held below the start of the oldest open writer transaction, whether or not it has written yet: one
+# that began before a refresh and writes after it would otherwise land behind the watermark, in neither
+# the rollup nor the tail (writers are the only role that inserts these rows, and a role sees its own
+# sessions in pg_stat_activity).
 CUTOFF_SQL = sa.text("""
 SELECT least(clock_timestamp() - make_interval(secs => :lag),
              (SELECT min(a.xact_start) FROM pg_stat_activity a
-              WHERE a.backend_xid IS NOT NULL AND a.pid <> pg_backend_pid()))
+              WHERE a.xact_start IS NOT NULL AND a.pid <> pg_backend_pid()))
 """)
 FOLD_SQL = sa.text("""
 INSERT INTO execution_hourly_stats (workflow_id, hour, status, executions)

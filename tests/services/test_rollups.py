@@ -66,3 +66,22 @@ def test_a_refresh_with_nothing_new_moves_nothing(runtime: Runtime) -> None:
         rollups.refresh(conn, lag_seconds=3600)
         again = rollups.refresh(conn, lag_seconds=3600)
     assert again["rows"] == 0
+
+
+def test_a_writer_transaction_that_has_not_written_yet_holds_the_watermark_back(runtime: Runtime) -> None:
+    """Rows carry their transaction's start (recorded_at, received_at). A transaction that began before a refresh
+    but wrote only after it must still be counted: the watermark may not pass its start."""
+    workflow = f"rollup-late-{uuid.uuid4().hex[:8]}"
+    since, until = rollups.floor_hour(NOW) - timedelta(days=1), rollups.floor_hour(NOW) + timedelta(days=1)
+    with runtime.database.writer() as late:
+        late.execute(sa.text("SELECT 1"))  # the transaction has begun and has written nothing yet
+        with runtime.database.writer() as conn:
+            rollups.refresh(conn, lag_seconds=0)
+        record = recording.create_execution(late, runtime.payloads, NewExecution(workflow_id=workflow, started_at=NOW))
+        recording.start_execution(late, execution_id=record.execution_id, at=NOW)
+    with runtime.database.writer() as conn:
+        rollups.refresh(conn, lag_seconds=0)
+    with runtime.database.reader() as conn:
+        answer = _mine(rollups.hourly_outcomes(conn, since=since, until=until), [workflow])
+        raw = [tuple(r) for r in conn.execute(RAW_SQL, {"wfs": [workflow], "since": since, "until": until})]
+    assert answer == sorted(raw) and raw
