@@ -9,7 +9,8 @@ from components.cards import empty_state
 from pages.common import EVENT_STATUSES, curl_example, field, has_route, href, panel_errors, parse_time, parse_uuid
 from services import browse, db, replay
 
-dash.register_page(__name__, path="/events", title="Events · Flowledger", name="Events")
+dash.register_page(__name__, path="/events", title="Events · Flowledger", name="Events",
+                   grid=True)  # its grid bundle loads with the page (app/dashboard.py)
 COLUMNS = ("event_id", "source_system", "event_type", "status", "received_at")
 
 

@@ -16,7 +16,8 @@ try:  # free text over step payloads (issue 7); the box is left out when the mod
 except ImportError:  # pragma: no cover - depends on another module being installed
     text_search = None
 
-dash.register_page(__name__, path="/executions", title="Executions · Flowledger", name="Executions")
+dash.register_page(__name__, path="/executions", title="Executions · Flowledger", name="Executions",
+                   grid=True)  # its grid bundle loads with the page (app/dashboard.py)
 COLUMNS = ("execution_id", "workflow_id", "status", "trigger_source", "started_at", "completed_at", "duration_ms")
 TIME_FILTERS = {"since": "Started from", "until": "Started to", "finished_since": "Finished from",
                 "finished_until": "Finished to"}

@@ -132,6 +132,23 @@ def test_a_run_that_fails_on_its_last_step_opens_with_that_row_in_view(page, ser
     assert page.console_errors == []
 
 
+def test_a_grid_opened_from_a_page_without_one_loads_its_bundle_and_lists_the_runs(page):
+    """The overview carries a stand-in for the grid bundle: navigating to the list in the app must still draw it."""
+    grid_scripts = []
+    page.on("request", lambda r: grid_scripts.append(r.url) if "/dash_ag_grid/dash_ag_grid." in r.url else None)
+    page.goto("/")
+    page.wait_for_selector("#overview-hourly", timeout=30000)
+    settle(page)
+    assert grid_scripts == []
+    page.click("#nav-executions")
+    page.wait_for_selector("#executions-grid .ag-row", timeout=30000)
+    settle(page)
+    assert len(grid_scripts) == 1 and page.console_errors == []
+    page.click("#nav-events")  # the loaded bundle serves the next grid too
+    page.wait_for_selector("#events-grid .ag-row", timeout=30000)
+    assert len(grid_scripts) == 1 and page.console_errors == []
+
+
 def test_clicking_a_failed_execution_in_the_grid_opens_its_timeline(page):
     page.goto("/executions?status=failed")
     page.wait_for_selector(".ag-row .fl-cell-status--failed", timeout=30000)

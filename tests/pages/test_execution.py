@@ -69,3 +69,16 @@ def test_pages_carry_no_babel_polyfill_or_unused_table_bundle_but_the_regenerato
     runtime = re.search(r'src="(/assets/regenerator-runtime\.js[^"]*)"', html)
     assert runtime and "regeneratorRuntime = runtime" in client.get(runtime.group(1)).get_data(as_text=True)
     assert "/dash_ag_grid/" in html and "/dash/dcc/dash_core_components." in html
+
+
+def test_only_the_list_pages_load_the_grid_bundle_and_the_others_get_a_stand_in_that_loads_it(client):
+    grid_src = re.compile(r'<script src="(/_dash-component-suites/dash_ag_grid/dash_ag_grid\.[^"]*\.js)"></script>')
+    for path in ("/executions", "/events", "/executions?status=failed"):
+        assert grid_src.search(client.get(path).get_data(as_text=True)), path
+    listed = grid_src.search(client.get("/executions").get_data(as_text=True)).group(1)
+    for path in (f"/executions/{uuid.uuid4()}", "/", "/dlq", "/workflows"):
+        html = client.get(path).get_data(as_text=True)
+        assert not grid_src.search(html), path
+        # the stand-in loads the very bundle the list pages carry, when a grid first renders
+        assert f'var SRC = "{listed}";' in html and "window.dash_ag_grid = stub" in html
+    assert client.get(listed).status_code == 200
