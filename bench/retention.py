@@ -96,6 +96,7 @@ def run(ctx: Context) -> None:
                        note=f"{count:,} executions x 10 steps (20 payloads each) per run, own workflow per run, "
                             f"clock +{AHEAD.days} d, moto S3 on loopback; archive + purge of payload rows"))
     longest = ctx.add(Row("retention longest transaction", "ms", target="<= 1,000 ms", higher_is_better=False))
+    slowest: dict[str, float] = {}  # the longest transaction of each kind, over every run
     with moto_s3() as endpoint:
         store = open_store("s3://flowledger-bench/archive", local_root=ctx.workdir / "objects",
                            endpoint_url=endpoint)
@@ -120,6 +121,8 @@ def run(ctx: Context) -> None:
             archived = report.workflows.get(workflow_id, {}).get("archive_executions", 0)
             rate.product.append(archived / seconds)
             longest.product.append(report.longest_transaction_ms)
+            for kind, ms in report.longest_transaction_ms_by_kind.items():
+                slowest[kind] = max(slowest.get(kind, 0.0), ms)
             with ctx.database.reader() as conn:
                 marked = conn.execute(sa.text(
                     "SELECT count(*) FROM execution_state WHERE workflow_id = :w AND archived_uri IS NOT NULL"),
@@ -135,7 +138,7 @@ def run(ctx: Context) -> None:
                       any(i is not None for _, i, _o in after), f"{len(before)} vs {len(after)} steps")
     rate.note += f"; {report.archives_written} archive objects, {report.transactions} transactions in the last run"
     longest.met = max(longest.product) <= 1000
-    # Which kind of transaction was the longest, so a miss points at the step to fix.
-    longest.note = "last run, longest ms (count) by kind: " + ", ".join(
-        f"{kind} {ms:,.0f} ({report.transactions_by_kind[kind]:,})"
-        for kind, ms in sorted(report.longest_transaction_ms_by_kind.items(), key=lambda item: -item[1]))
+    # Which kind of transaction was the longest in any run, so a miss (even in one run) points at the step to fix.
+    longest.note = "longest ms by kind over all runs (count in the last run): " + ", ".join(
+        f"{kind} {ms:,.0f} ({report.transactions_by_kind.get(kind, 0):,})"
+        for kind, ms in sorted(slowest.items(), key=lambda item: -item[1]))
