@@ -47,6 +47,7 @@ WHERE (completed_at >= :s AND completed_at < :u)
    OR (status IN ('pending', 'running') AND started_at >= :s AND started_at < :u)
 GROUP BY 1
 """)
+RAW_FRAGMENT = sa.text("SELECT step_id FROM steps WHERE search_text ILIKE :like LIMIT 20")
 RAW_P95 = sa.text("""
 SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) FROM execution_state
 WHERE completed_at >= :s AND completed_at < :u AND duration_ms IS NOT NULL
@@ -189,6 +190,14 @@ def _free_text(ctx: Context, samples: int) -> None:
                 lambda c, q: c.execute(RAW_TEXT, {"q": q}).all(), queries, "reported", float("inf"),
                 note="words in up to a quarter of all steps (the generator reuses a pool of payloads): answered "
                      "from a sample of matches and flagged \"sampled\"; the raw query stops at its first 20")
+    row.met = None
+    # Pieces of identifiers no whole word matches: the middle of an order number (one execution's 10 steps and
+    # its 9 neighbours'), and pieces of every execution's e-mail and invoice number (answered from a sample).
+    fragments = [dataset.refs(i)["order_number"][1:-1] for i in indexes[:2]] + ["shop-mail", "BINV-2026-000"]
+    row = _pair(ctx, "free-text search, a fragment of an identifier", lambda c, q: search.search(c, q=q),
+                lambda c, q: c.execute(RAW_FRAGMENT, {"like": f"%{q}%"}).all(), fragments, "reported",
+                float("inf"), note="substring search through the trigram index when no whole word matches; the "
+                                   "raw query is ILIKE through the same index, stopping at its first 20")
     row.met = None
 
 

@@ -25,7 +25,8 @@ MARK_START, MARK_STOP = "\u27e6", "\u27e7"
 HEADLINE_OPTIONS = f"StartSel={MARK_START}, StopSel={MARK_STOP}, MaxWords=30, MinWords=8, MaxFragments=2"
 SNIPPET_CONTEXT = 80
 MIN_TRIGRAM_CHARS = 3
-IDENTIFIER = re.compile(r"[0-9_@./:-]")
+# Digits or id punctuation, or a capital after a small letter (random tokens: pi_3MtwBwLkdIwHu7ix).
+IDENTIFIER = re.compile(r"[0-9_@./:-]|[a-z][A-Z]")
 MAX_QUERY_CHARS = 500
 
 # Matches are cut to the newest CANDIDATES before ranking: ranking every step that mentions a common
@@ -56,9 +57,16 @@ FTS_MATCH = ("steps st JOIN execution_state s ON s.execution_id = st.execution_i
              f"OR to_tsvector('simple'::regconfig, st.search_text) @@ {WEBSEARCH})")
 # Matched apart, then joined: as one WHERE with the join, the planner walked execution_state first and
 # took seconds at 100k executions.
-TRIGRAM_MATCH = ("(SELECT step_id, created_at FROM steps WHERE search_text ILIKE :like) m "
+TRIGRAM_MATCH = ("(SELECT step_id, created_at FROM steps WHERE search_text ILIKE :like "
+                 "AND (CAST(:since AS timestamptz) IS NULL OR created_at >= :since) "
+                 "AND (CAST(:until AS timestamptz) IS NULL OR created_at < :until){bound}) m "
                  "JOIN steps st ON st.step_id = m.step_id AND st.created_at = m.created_at "
                  "JOIN execution_state s ON s.execution_id = st.execution_id WHERE true")
+# A fragment found in most steps ("shop-mail", "INV-2026-00") made the trigram path re-check every step's text
+# and sort them all by time: 15 s and a timeout at 100k executions. Without a workflow or status filter the
+# match stops at the first CANDIDATES steps that hold it, in storage order, and the answer says it is a sample.
+# With one, the filter is only known after the join, so every match is still read.
+BOUND = " LIMIT :candidates"
 # Ranking reads the text, never parses it, for a hit that holds q as a whole token (every hit of an
 # identifier): such a hit is "exact" (when q's query is its phrase, being a hit already proves the phrase
 # match; otherwise that is checked on a parse), and ts_rank_cd would give each occurrence 0.1 (a cover of
@@ -111,15 +119,18 @@ def search(conn: Connection, *, q: str, workflow_id: str | None = None, status: 
     sql, params = _statement(q, workflow_id=workflow_id, status=status, since=since, until=until, limit=limit)
     identifier = _identifier(params["q"])
     _settings(conn, identifier=identifier)
+    fragment = False
     try:
         rows = conn.execute(sa.text(sql), params).mappings().all()
         if not rows and identifier:
+            fragment = True
             # No whole token matched: look for the identifier as a substring (a fragment of a longer id).
             # Only then, because an id's trigrams ("000", "-00", "mail") are in most steps and intersecting
             # them took 0.1-0.5 s at 1,000,000 steps against 5 ms for the token. Not sampled: a random
             # subset of trigram candidates would drop the very rows that contain the fragment.
             conn.exec_driver_sql("SET LOCAL gin_fuzzy_search_limit = 0")
-            rows = conn.execute(sa.text(_sql(TRIGRAM_MATCH)), params).mappings().all()
+            bound = BOUND if params["workflow"] is None and params["statuses"] is None else ""
+            rows = conn.execute(sa.text(_sql(TRIGRAM_MATCH.format(bound=bound))), params).mappings().all()
     except sa.exc.OperationalError as exc:
         if "statement timeout" not in str(exc):
             raise
@@ -129,7 +140,11 @@ def search(conn: Connection, *, q: str, workflow_id: str | None = None, status: 
     sampled = bool(rows) and rows[0]["candidate_count"] >= CANDIDATES
     result = {"query": query, "backend": "postgresql", "items": [_hit(dict(r), query) for r in rows],
               "sampled": sampled}
-    if sampled:
+    if sampled and fragment:
+        result["note"] = (f"more than {CANDIDATES} steps contain this fragment; these are the best of the first "
+                          f"{CANDIDATES} found, not necessarily the newest: add a time range or filters to narrow "
+                          "the search, or search for the whole identifier")
+    elif sampled:
         result["note"] = (f"more than {CANDIDATES} steps match; these are the best of the newest matches found "
                           "(very common words are answered from a sample): add filters to narrow the search")
     return result

@@ -370,3 +370,36 @@ def test_a_pasted_fragment_starting_with_a_dash_finds_the_steps_that_contain_it_
     # Web-search syntax would read the leading "-" as NOT and return the other step.
     assert [h["step_id"] for h in page["items"]] == [holder[0]]
     assert f"<mark>-2026-{number}</mark>" in page["items"][0]["snippet"]
+
+
+def test_a_fragment_of_a_random_token_without_digits_is_searched_as_a_substring(database, cfg):
+    """Random ids (pi_3MtwBwLkdIwHu7ix) are identifiers even where a pasted piece has no digit or dash."""
+    wf, token = _wf(), "pi_" + uuid.uuid4().hex[:6] + "MtwBwLkdIwHuQix"
+    _, holder = record_run(database, cfg, wf, [{"output": {"payment_intent": token}}])
+
+    with database.reader() as conn:
+        piece = search.search(conn, q="MtwBwLkdIwHuQ", workflow_id=wf)
+        word = search.search(conn, q="ayment", workflow_id=wf)  # a plain word's piece stays a word search
+
+    assert [h["step_id"] for h in piece["items"]] == [holder[0]]
+    assert "<mark>MtwBwLkdIwHuQ</mark>" in piece["items"][0]["snippet"]
+    assert word["items"] == []
+
+
+def test_a_fragment_in_very_many_steps_is_answered_from_the_first_matches_and_says_so(database, cfg, monkeypatch):
+    """Without filters the substring match stops at CANDIDATES steps instead of re-checking every step's text
+    (15 s and a timeout at 100k executions); with a workflow filter every match is still considered."""
+    wf, digits = _wf(), f"{uuid.uuid4().int % 10**6:06d}"
+    stem = f"QX{digits}A"  # inside one token (ZQX…A0001): no whole word matches it, only the substring search
+    record_run(database, cfg, wf, [{"name": f"s{n}", "output": {"ref": f"Z{stem}{n:04d}"}} for n in range(8)])
+    other = _wf()
+    _, theirs = record_run(database, cfg, other, [{"output": {"ref": f"Z{stem}9999"}}])
+    monkeypatch.setattr(search, "CANDIDATES", 4)
+
+    with database.reader() as conn:
+        everywhere = search.search(conn, q=stem)
+        filtered = search.search(conn, q=stem, workflow_id=other)
+
+    assert everywhere["sampled"] and "fragment" in everywhere["note"] and len(everywhere["items"]) == 4
+    assert all(stem in h["snippet"].replace("<mark>", "").replace("</mark>", "") for h in everywhere["items"])
+    assert [h["step_id"] for h in filtered["items"]] == [theirs[0]] and not filtered["sampled"]
