@@ -57,6 +57,12 @@ CREATE TABLE IF NOT EXISTS execution_hourly_failures (
   PRIMARY KEY (hour, workflow_id, event_type, error)
 );
 GRANT UPDATE ON execution_hourly_durations, execution_hourly_failures TO "@writer@";
+-- How far the rollup job has folded (rows recorded before it are in the rollups); -infinity before its first run.
+CREATE OR REPLACE FUNCTION flowledger_rollup_watermark() RETURNS timestamptz
+LANGUAGE sql STABLE SET search_path = public, pg_temp AS $$
+  SELECT COALESCE((SELECT w.recorded_before FROM rollup_watermarks w WHERE w.rollup = 'execution_hourly'),
+                  '-infinity'::timestamptz)
+$$;
 -- One row per outcome (terminal transition) with what the overview groups it by: the rollup job's
 -- fold and the readers' live tail both read this.
 CREATE OR REPLACE VIEW flowledger_finished_runs AS
@@ -74,13 +80,11 @@ WHERE t.status IN ('completed', 'failed', 'timed_out', 'cancelled');
 -- Runs the outcomes rollup already holds (recorded before its watermark), folded here once.
 INSERT INTO execution_hourly_durations (hour, workflow_id, bucket, executions)
 SELECT f.hour, f.workflow_id, f.bucket, count(*) FROM flowledger_finished_runs f
-WHERE f.bucket IS NOT NULL AND f.recorded_at < COALESCE(
-  (SELECT w.recorded_before FROM rollup_watermarks w WHERE w.rollup = 'execution_hourly'), '-infinity')
+WHERE f.bucket IS NOT NULL AND f.recorded_at < (SELECT flowledger_rollup_watermark())
 GROUP BY 1, 2, 3 ON CONFLICT DO NOTHING;
 INSERT INTO execution_hourly_failures (hour, workflow_id, event_type, error, executions)
 SELECT f.hour, f.workflow_id, f.event_type, f.error, count(*) FROM flowledger_finished_runs f
-WHERE f.error IS NOT NULL AND f.recorded_at < COALESCE(
-  (SELECT w.recorded_before FROM rollup_watermarks w WHERE w.rollup = 'execution_hourly'), '-infinity')
+WHERE f.error IS NOT NULL AND f.recorded_at < (SELECT flowledger_rollup_watermark())
 GROUP BY 1, 2, 3, 4 ON CONFLICT DO NOTHING;
 -- The readers: rolled hours plus the runs recorded after the watermark, in the caller's snapshot, each
 -- already summed over the hours (as 0018's flowledger_hourly_outcomes; EXECUTE plans the tail with the
@@ -90,8 +94,7 @@ CREATE OR REPLACE FUNCTION flowledger_duration_histogram(since timestamptz, unti
 RETURNS TABLE (bucket int, executions bigint)
 LANGUAGE plpgsql STABLE SET search_path = public, pg_temp AS $$
 DECLARE
-  mark timestamptz := COALESCE((SELECT w.recorded_before FROM rollup_watermarks w
-                                WHERE w.rollup = 'execution_hourly'), '-infinity'::timestamptz);
+  mark timestamptz := flowledger_rollup_watermark();
 BEGIN
   RETURN QUERY EXECUTE $q$
     SELECT x.bucket, sum(x.n)::bigint FROM (
@@ -107,8 +110,7 @@ CREATE OR REPLACE FUNCTION flowledger_failure_counts(since timestamptz, until ti
 RETURNS TABLE (workflow_id text, event_type text, error text, failures bigint)
 LANGUAGE plpgsql STABLE SET search_path = public, pg_temp AS $$
 DECLARE
-  mark timestamptz := COALESCE((SELECT w.recorded_before FROM rollup_watermarks w
-                                WHERE w.rollup = 'execution_hourly'), '-infinity'::timestamptz);
+  mark timestamptz := flowledger_rollup_watermark();
 BEGIN
   RETURN QUERY EXECUTE $q$
     SELECT x.workflow_id, x.event_type, x.error, sum(x.n)::bigint FROM (
@@ -128,6 +130,7 @@ DROP FUNCTION IF EXISTS flowledger_failure_counts(timestamptz, timestamptz);
 DROP FUNCTION IF EXISTS flowledger_duration_histogram(timestamptz, timestamptz, text);
 DROP VIEW IF EXISTS flowledger_finished_runs;
 DROP TABLE IF EXISTS execution_hourly_failures, execution_hourly_durations;
+DROP FUNCTION IF EXISTS flowledger_rollup_watermark();
 DROP FUNCTION IF EXISTS flowledger_duration_bucket(bigint);
 DROP FUNCTION IF EXISTS flowledger_error_class(text, text);
 RESET ROLE;

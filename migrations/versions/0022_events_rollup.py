@@ -31,15 +31,13 @@ CREATE TABLE IF NOT EXISTS event_hourly_stats (
 GRANT UPDATE ON event_hourly_stats TO "@writer@";
 INSERT INTO event_hourly_stats (hour, events)
 SELECT date_trunc('hour', e.received_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', count(*) FROM event_state e
-WHERE e.received_at < COALESCE(
-  (SELECT w.recorded_before FROM rollup_watermarks w WHERE w.rollup = 'execution_hourly'), '-infinity')
+WHERE e.received_at < (SELECT flowledger_rollup_watermark())
 GROUP BY 1 ON CONFLICT DO NOTHING;
 -- Rolled hours plus the events received after the watermark, in the caller's snapshot.
 CREATE OR REPLACE FUNCTION flowledger_events_received(since timestamptz, until timestamptz) RETURNS bigint
 LANGUAGE plpgsql STABLE SET search_path = public, pg_temp AS $$
 DECLARE
-  mark timestamptz := COALESCE((SELECT w.recorded_before FROM rollup_watermarks w
-                                WHERE w.rollup = 'execution_hourly'), '-infinity'::timestamptz);
+  mark timestamptz := flowledger_rollup_watermark();
   rolled bigint;
   tail bigint;
 BEGIN
