@@ -7,7 +7,7 @@ import dash
 from dash import Input, Output, State, callback, ctx, dcc, html
 
 from components import grids
-from components.cards import empty_state
+from components.cards import empty_state, highlighted
 from pages.common import STATUSES, TRIGGERS, curl_example, field, href, panel_errors, parse_payload, parse_time
 from services import browse, db
 
@@ -106,8 +106,10 @@ def _text_hits(q: str, workflow: str | None, statuses: list[str] | None) -> html
         return html.Div(f"No step payload or error text matches “{q}”.", className="fl-banner")
     rows = [html.Li([dcc.Link(f"{hit['workflow_id']} · {hit['step_name']} #{hit['attempt']}", href=hit["link"]),
                      html.Span(f" {hit['status']} ", className="fl-muted"),
-                     html.Span(hit["snippet"], className="fl-snippet")]) for hit in found["items"]]
-    return html.Div([html.Strong(f"Steps whose text matches “{q}” ({len(rows)} best):"), html.Ul(rows)],
+                     html.Span(highlighted(hit["snippet"]), className="fl-snippet")]) for hit in found["items"]]
+    # a sampled answer says so (and how to narrow it): these are not all the steps that match
+    note = html.Div(found["note"], className="fl-muted fl-hits-note") if found.get("note") else None
+    return html.Div([html.Strong(f"Steps whose text matches “{q}” ({len(rows)} best):"), note, html.Ul(rows)],
                     className="fl-panel fl-hits")
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from dash import dcc, html
 
-from components.cards import empty_state, error_state, json_block, kpi_card, status_badge
+from components.cards import empty_state, error_state, highlighted, json_block, kpi_card, status_badge
 
 
 def texts(component) -> list[str]:
@@ -87,3 +87,11 @@ def test_json_block_shows_text_that_is_not_json_as_it_is():
 
 def test_json_block_says_when_there_is_no_payload():
     assert texts(json_block(None)) == ["no payload"]
+
+
+def test_a_search_snippet_shows_its_text_unescaped_with_only_the_matches_marked():
+    parts = highlighted("…&lt;b&gt;x&lt;/b&gt; pay.<mark>example.com</mark>: 503 &amp; <mark>EXAMPLE.COM</mark>")
+    assert parts[0] == "…<b>x</b> pay." and parts[2] == ": 503 & "
+    marks = [p for p in parts if isinstance(p, html.Mark)]
+    assert [m.children for m in marks] == ["example.com", "EXAMPLE.COM"]
+    assert highlighted("") == [] and highlighted("no match here") == ["no match here"]

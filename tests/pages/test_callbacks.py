@@ -145,3 +145,27 @@ def test_a_ledger_with_history_shows_no_first_event_hint(app, pages, failed_run,
     with app.test_request_context("/"):
         assert "No executions recorded yet" not in text_of(pages.executions.layout())
         assert "No events received yet" not in text_of(pages.events.layout())
+
+
+def test_text_hits_show_the_match_marked_not_as_markup_and_say_when_they_are_a_sample(app, pages, failed_run,
+                                                                                      monkeypatch):
+    from services import search
+
+    workflow, _ = failed_run
+    with app.test_request_context():
+        panel = pages.executions._text_hits("INV-2026-00001", workflow, None)
+        monkeypatch.setattr(search, "CANDIDATES", 1)  # this one step is then "more than CANDIDATES" matches
+        sampled = pages.executions._text_hits("INV-2026-00001", workflow, None)
+    shown = text_of(panel)
+    assert "INV-2026-00001" in shown and "<mark>" not in shown and "&lt;" not in shown
+
+    def marks(component) -> list:
+        if isinstance(component, list | tuple):
+            return [m for c in component for m in marks(c)]
+        if isinstance(component, dash.html.Mark):
+            return [component.children]
+        return marks(getattr(component, "children", None) or [])
+
+    assert marks(panel) == ["INV-2026-00001"]
+    assert "sampled" not in shown and "more than" not in shown
+    assert "more than 1 steps match" in text_of(sampled)
