@@ -1,7 +1,6 @@
 """Archive objects: their format, and reading an archived (or erased) payload back by id."""
 from __future__ import annotations
 
-import base64
 import json
 import threading
 from collections import OrderedDict
@@ -92,15 +91,3 @@ def load_raw(conn: Connection, store: ObjectStore, payload_id: UUID) -> bytes | 
                           {"p": payload_id}).scalar()
     return codec.canonical_json(ERASED) if erased else None
 
-
-def archived_event_body(conn: Connection, store: ObjectStore, event_id: UUID) -> bytes | None:
-    """The raw body of an archived event as it was received, if an archive holds it."""
-    uri = conn.execute(sa.text(
-        "SELECT m.uri FROM event_archives e JOIN archive_manifests m ON m.archive_id = e.archive_id "
-        "WHERE e.event_id = :e"), {"e": event_id}).scalar()
-    if uri is None:
-        return None
-    for event in read_archive(store, uri)["events"]:
-        if event["event_id"] == str(event_id) and event.get("raw_body_b64") is not None:
-            return base64.b64decode(event["raw_body_b64"])
-    return None

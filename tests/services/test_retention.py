@@ -14,6 +14,7 @@ import zstandard
 
 from services import archive_reader, archiving, codec, inspection, retention
 from services.db import Database
+from services.errors import CodecError
 from services.payloads import PayloadConfig
 from services.retention import RetentionOptions
 from tests.services.jobs_factories import counts, make_workflow, record_run, s3_payloads
@@ -322,3 +323,14 @@ def test_a_batch_size_follows_the_measured_rate_within_its_bounds() -> None:
     assert size.size == 4000
     size.after(0, 5000.0)  # nothing done: nothing learnt
     assert size.size == 4000
+
+
+def test_a_damaged_or_foreign_archive_object_is_refused_with_a_message_not_read_as_data() -> None:
+    document = {"format": archive_reader.FORMAT, "executions": [], "events": []}
+    assert archive_reader.decode_archive(archive_reader.encode_archive(document)) == document
+    with pytest.raises(CodecError, match="cannot be decoded"):
+        archive_reader.decode_archive(archive_reader.encode_archive(document)[:-7])  # a truncated object
+    with pytest.raises(CodecError, match="cannot be decoded"):
+        archive_reader.decode_archive(zstandard.ZstdCompressor().compress(b"{not json"))
+    with pytest.raises(CodecError, match="unknown archive format 'someone-else/1'"):
+        archive_reader.decode_archive(archive_reader.encode_archive({**document, "format": "someone-else/1"}))
