@@ -64,6 +64,11 @@ def _page(conn: Connection, sql: str, params: dict[str, Any], order: str, offset
     return {"rows": [dict(r) for r in rows], "total": total, "count": counted, "capped": counted == COUNT_CAP + 1}
 
 
+def status_list(status: str | Sequence[str] | None) -> list[str] | None:
+    """One status or several as a list; None (no filter) when empty."""
+    return [status] if isinstance(status, str) else list(status or []) or None
+
+
 def executions_page(conn: Connection, *, offset: int = 0, limit: int = 100, sort: list[str] | None = None,
                     workflow_id: str | None = None, status: str | Sequence[str] | None = None,
                     trigger_source: str | None = None, since: datetime | None = None, until: datetime | None = None,
@@ -76,8 +81,7 @@ def executions_page(conn: Connection, *, offset: int = 0, limit: int = 100, sort
     """
     contains = payload_filter(payload) if payload else None
     sql = EXECUTIONS_SQL.format(join="", payload=PAYLOAD_CONDITION if contains else "")
-    statuses = [status] if isinstance(status, str) else list(status or []) or None
-    params = {"workflow": workflow_id, "statuses": statuses, "source": trigger_source, "since": since,
+    params = {"workflow": workflow_id, "statuses": status_list(status), "source": trigger_source, "since": since,
               "until": until, "finished_since": finished_since, "finished_until": finished_until,
               "contains": json.dumps(contains) if contains else None}
     order = _order(sort, EXECUTION_SORTS, "-started_at", "execution_id", prefix="s.")

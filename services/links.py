@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
-FAILED = "failed,timed_out"
+from services.rollups import FAILED
 
 
 def failures_path(*, since: datetime, until: datetime, workflow_id: str | None = None) -> str:
@@ -17,7 +17,8 @@ def failures_path(*, since: datetime, until: datetime, workflow_id: str | None =
     end = until.astimezone(UTC)
     if end != end.replace(second=0, microsecond=0):
         end = end.replace(second=0, microsecond=0) + timedelta(minutes=1)
-    query = {"status": FAILED, "finished_since": f"{start:%Y-%m-%dT%H:%M}", "finished_until": f"{end:%Y-%m-%dT%H:%M}"}
+    query = {"status": ",".join(FAILED), "finished_since": f"{start:%Y-%m-%dT%H:%M}",
+             "finished_until": f"{end:%Y-%m-%dT%H:%M}"}
     if workflow_id:
         query["workflow"] = workflow_id
     return "/executions?" + urlencode(query)

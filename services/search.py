@@ -16,6 +16,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from services.browse import status_list
 from services.errors import InvalidInput
 
 # The indexed expression (migration 0017): written exactly as the GIN index is, so the planner uses it.
@@ -184,7 +185,7 @@ def execution_context(conn: Connection, hits: Iterable[dict[str, Any]], *,
     states = {r.execution_id: r for r in conn.execute(sa.text(
         "SELECT execution_id, workflow_id, status, archived_uri FROM execution_state "
         "WHERE execution_id = ANY(:ids)"), {"ids": ids})}
-    wanted = _statuses(status)
+    wanted = status_list(status)
     out = []
     for hit in hits:
         state = states.get(UUID(str(hit["execution_id"])))
@@ -200,11 +201,6 @@ def step_link(execution_id: Any, step_id: Any) -> str:
     return f"/executions/{execution_id}?step={step_id}"
 
 
-def _statuses(status: str | Sequence[str] | None) -> list[str] | None:
-    """One status or several as a list; None (no filter) when empty."""
-    return [status] if isinstance(status, str) else list(status or []) or None
-
-
 def _statement(q: str, *, workflow_id: str | None = None, status: str | Sequence[str] | None = None,
                since: datetime | None = None, until: datetime | None = None,
                limit: int = 20) -> tuple[str, dict[str, Any]]:
@@ -215,7 +211,7 @@ def _statement(q: str, *, workflow_id: str | None = None, status: str | Sequence
         raise InvalidInput(f"q must be at most {MAX_QUERY_CHARS} characters")
     sql = _sql(FTS_MATCH)
     params = {"q": query, "fts": _fts_text(query), "like": "%" + _like_escape(query) + "%", "word": _word_regex(query),
-              "since": since, "until": until, "workflow": workflow_id, "statuses": _statuses(status),
+              "since": since, "until": until, "workflow": workflow_id, "statuses": status_list(status),
               "limit": limit,
               "options": HEADLINE_OPTIONS, "candidates": CANDIDATES}
     return sql, params
