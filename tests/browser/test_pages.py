@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -105,6 +106,14 @@ def test_a_failed_executions_timeline_shows_a_red_bar_annotated_with_its_error(p
     notes = " ".join(t or "" for t in page.locator("#execution-timeline .annotation-text").all_text_contents())
     assert failed["error_message"][:40] in notes
     assert failed["error_message"][:40] in page.inner_text("#execution-failure")
+    assert page.console_errors == []
+
+
+def test_an_unknown_execution_says_so_and_offers_nothing_to_replay_or_delete(page):
+    page.goto(f"/executions/{uuid.uuid4()}")
+    page.wait_for_selector("text=Execution not found", timeout=30000)
+    settle(page)
+    assert not page.is_visible("#execution-replay-button") and not page.is_visible("#execution-delete-box")
     assert page.console_errors == []
 
 

@@ -80,14 +80,14 @@ def test_the_executions_grid_filters_by_a_payload_field(app, pages, failed_run, 
 def test_the_execution_header_names_the_failing_step_and_its_error(app, pages, failed_run):
     _, execution_id = failed_run
     with app.test_request_context():
-        header, _event, meta, offset, bars, graph, options, value, hidden, _text = \
+        header, _event, meta, offset, bars, graph, options, value, hidden, _text, body_hidden = \
             pages.execution.update_execution_page(str(execution_id), "")
         figure = graph.figure  # the graph comes with its figure: no empty chart is drawn first
         detail = pages.execution.update_execution_step_detail(value, str(execution_id), bars)
         minimap = pages.execution.update_execution_minimap(meta, str(execution_id), offset)
     assert "Step 1 · create_invoice failed:  422 invalid invoice reference" in text_of(header)
     # one round trip brings header and timeline; short runs need no pager or minimap
-    assert offset == 0 and hidden is True and minimap is dash.no_update
+    assert offset == 0 and hidden is True and minimap is dash.no_update and body_hidden is False
     assert [o["value"] for o in options] == ["1:1"] and value == meta["failing"] == "1:1"
     assert set(bars) == {"1:1"}
     assert graph.id == "execution-timeline"
@@ -97,8 +97,9 @@ def test_the_execution_header_names_the_failing_step_and_its_error(app, pages, f
 
 def test_an_unknown_execution_is_an_inline_error_not_a_blank_page(app, pages):
     with app.test_request_context():
-        header, *rest = pages.execution.update_execution_page(str(uuid.uuid4()), "")
-    assert "not found" in text_of(header) and all(r is dash.no_update for r in rest)
+        header, *rest, body_hidden = pages.execution.update_execution_page(str(uuid.uuid4()), "")
+    # nothing to replay or delete: the timeline, Replay and Delete are hidden with the error
+    assert "Execution not found" in text_of(header) and all(r is dash.no_update for r in rest) and body_hidden is True
 
 
 def test_dead_letters_and_workflows_render(app, pages):

@@ -35,7 +35,7 @@ def long_run(database, runtime):
 def test_a_long_run_opens_on_a_window_around_its_failure_with_a_minimap(app, execution, long_run):
     execution_id, _ = long_run
     with app.test_request_context():
-        _h, _e, meta, offset, bars, graph, options, value, hidden, text = \
+        _h, _e, meta, offset, bars, graph, options, value, hidden, text, _body = \
             execution.update_execution_page(execution_id, "")
         figure = graph.figure
         # the minimap is asked for once the timeline's data (meta) has arrived, with the window it opened on
