@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
+from typing import Any
 
 ELLIPSIS = "…"
 
@@ -45,3 +47,10 @@ def format_percent(rate: float | None, *, digits: int = 1) -> str:
     if rate is None or (isinstance(rate, float) and math.isnan(rate)):
         return "—"
     return f"{rate * 100:.{digits}f}%"
+
+
+def iso(value: Any) -> str:
+    """A time as 'YYYY-MM-DD HH:MM:SS UTC', or a dash."""
+    if not isinstance(value, datetime):
+        return "—"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

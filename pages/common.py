@@ -100,13 +100,6 @@ def field(label: str, control: Any, *, grow: bool = False) -> html.Label:
                       className="fl-field" + (" fl-field--grow" if grow else ""))
 
 
-def iso(value: Any) -> str:
-    """A time as 'YYYY-MM-DD HH:MM:SS UTC', or a dash."""
-    if not isinstance(value, datetime):
-        return "—"
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 def replay_route() -> bool:
     """Whether single-event replay (`POST /api/v1/events/<id>/replay`) is served by this process."""
     return any(r.rule.startswith("/api/v1/events/<") and r.rule.endswith("/replay") and "POST" in (r.methods or ())

@@ -5,7 +5,8 @@ import dash
 from dash import MATCH, Input, Output, State, callback, clientside_callback, dcc, html
 
 from components.cards import empty_state
-from pages.common import has_route, href, iso, panel_errors
+from components.format import iso
+from pages.common import has_route, href, panel_errors
 from services import browse, db
 
 dash.register_page(__name__, path="/dlq", title="Dead letters · Flowledger", name="Dead letters")

@@ -5,8 +5,8 @@ import dash
 from dash import Input, Output, State, callback, clientside_callback, dcc, html
 
 from components.cards import empty_state, json_block, status_badge
-from components.format import format_bytes, format_duration
-from pages.common import REPLAY_JS, iso, panel_errors, parse_uuid, replay_route
+from components.format import format_bytes, format_duration, iso
+from pages.common import REPLAY_JS, panel_errors, parse_uuid, replay_route
 from services import db, events
 
 dash.register_page(__name__, path_template="/events/<event_id>", title="Event · Flowledger", name="Event")

@@ -8,11 +8,11 @@ from uuid import UUID
 import dash
 from dash import ALL, MATCH, Input, Output, Patch, State, callback, clientside_callback, ctx, dcc, html
 
-from components import figures, timeline_minimap
-from components.cards import empty_state, error_state, json_block, status_badge
-from components.format import format_bytes, format_duration
-from pages.common import REPLAY_JS, iso, panel_errors, parse_uuid, payload_config, replay_route
-from services import db, timeline
+from components import execution_panels, figures, timeline_minimap
+from components.cards import empty_state, error_state, json_block
+from components.execution_panels import step_key
+from pages.common import REPLAY_JS, panel_errors, parse_uuid, payload_config, replay_route
+from services import db, payloads, timeline
 from services.errors import FlowledgerError, NotFound
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def layout(execution_id: str | None = None, step: str | None = None, **_query) -
         dcc.Loading(html.Div(id="execution-step-detail"), type="dot"),
         html.Div(id="execution-replay-compare"),
         dcc.Loading(html.Div(id="execution-audit"), type="dot"),
-        _delete_box(),
+        execution_panels.delete_box(),
     ], id="execution-body")
     return html.Div([
         dcc.Store(id="execution-id", data=execution_id), dcc.Store(id="execution-link", data=step or ""),
@@ -76,21 +76,12 @@ def _open(execution_id: UUID, step_id: UUID | None) -> dict[str, Any]:
         failing = record["failures"][0] if record["failures"] else None
         meta = {"steps": record["step_count"], "workflow": record["workflow_id"],
                 "started_at": record["started_at"].isoformat() if record["started_at"] else None,
-                "failing": _key(failing) if failing else None,
-                "positions": {_key(f): int(f["position"]) for f in record["failures"]},
+                "failing": step_key(failing) if failing else None,
+                "positions": {step_key(f): int(f["position"]) for f in record["failures"]},
                 "p95": timeline.p95_by_step(conn, workflow_id=record["workflow_id"], before=record["started_at"])}
         offset = timeline.centred(wanted["position"], steps=meta["steps"]) if wanted else timeline.window_start(record)
         view = _window(conn, execution_id, meta, offset)
-    return {"record": record, "meta": meta, "view": view, "wanted": _key(wanted) if wanted else None}
-
-
-def _key(step: dict) -> str:
-    """A step attempt's short key, `seq:attempt`: what bars, dropdown options and goto buttons carry.
-
-    Not the step_id: the dropdown indexes every substring of every option value for its search box, and a
-    uuid per option made that the single largest cost of opening a large execution.
-    """
-    return f"{step['seq']}:{step['attempt']}"
+    return {"record": record, "meta": meta, "view": view, "wanted": step_key(wanted) if wanted else None}
 
 
 def _window(conn, execution_id: UUID, meta: dict, offset: int) -> dict[str, Any]:
@@ -111,21 +102,6 @@ def _pick(options: list[dict], *choices: str | None) -> str | None:
     """The first choice that is one of the options, else the first option."""
     values = {o["value"] for o in options}
     return next((c for c in choices if c in values), options[0]["value"] if options else None)
-
-
-def _delete_box() -> html.Details:
-    """Force-delete, kept out of the way: admins holding executions.force-delete only; audit events stay."""
-    return html.Details([
-        html.Summary("Delete this execution…"),
-        html.P("Removes the execution, its steps and payloads for good (the audit trail stays). Only admins "
-               "with the executions.force-delete permission may; workflows under legal hold refuse it.",
-               className="fl-muted"),
-        html.Div([dcc.Input(id="execution-delete-reason", placeholder="reason (required, recorded)",
-                            className="fl-input"),
-                  html.Button("Delete for good", id="execution-delete-button", n_clicks=0,
-                              className="fl-button fl-button--danger"),
-                  html.Span(id="execution-delete-result", className="fl-muted")], className="fl-toolbar"),
-    ], className="fl-section", id="execution-delete-box")
 
 
 clientside_callback(
@@ -165,9 +141,10 @@ def update_execution_page(execution_id, link):
         return error_state(f"{type(exc).__name__}: {exc}"), *([dash.no_update] * 9), True
     record, meta, view = first["record"], first["meta"], first["view"]
     # One round trip draws header and timeline together: the figure is not waiting on a second callback.
-    return (_header(record), str(record["event_id"]) if record["event_id"] else None, meta, view["offset"],
-            view["bars"], dcc.Graph(id="execution-timeline", figure=view["figure"], config=GRAPH_CONFIG),
-            view["options"], _pick(view["options"], first["wanted"], meta["failing"]),
+    event_id = str(record["event_id"]) if record["event_id"] else None
+    graph = dcc.Graph(id="execution-timeline", figure=view["figure"], config=GRAPH_CONFIG)
+    return (execution_panels.header(record), event_id, meta, view["offset"], view["bars"], graph, view["options"],
+            _pick(view["options"], first["wanted"], meta["failing"]),
             meta["steps"] <= timeline.WINDOW, view["text"], False)
 
 
@@ -181,50 +158,6 @@ def update_execution_minimap(meta, execution_id, offset):
     with db.reader() as conn:
         buckets = timeline.overview(conn, parse_uuid(execution_id))
     return timeline_minimap.execution_minimap(buckets, offset=offset or 0, size=timeline.WINDOW, total=meta["steps"])
-
-
-def _header(r: dict) -> html.Div:
-    facts = [("Started", iso(r["started_at"])), ("Finished", iso(r["completed_at"])),
-             ("Duration", format_duration(r["duration_ms"])), ("Trigger", r["trigger_source"]),
-             ("Version", r["workflow_version"]), ("Engine", r["engine"]),
-             ("Steps", f"{r['step_count']:,} ({r['attempt_count']:,} attempts)"),
-             ("Event", dcc.Link(str(r["event_id"]), href=f"/events/{r['event_id']}") if r["event_id"] else "—"),
-             ("Trace id", html.Code(r["trace_id"])), ("traceparent", html.Code(r["traceparent"]))]
-    if r["replay_of"]:
-        facts.append(("Replay of", dcc.Link(str(r["replay_of"]), href=f"/executions/{r['replay_of']}")))
-    for replay in r["replays"]:
-        facts.append(("Replayed as", dcc.Link(f"{replay['execution_id']} ({replay['status']})",
-                                              href=f"/executions/{replay['execution_id']}")))
-    return html.Div([
-        html.Div([html.H1(r["workflow_id"]), status_badge(r["status"]),
-                  html.Span(str(r["execution_id"]), className="fl-muted fl-mono")], className="fl-page-head"),
-        _failure_callout(r),
-        html.Dl([item for label, value in facts for item in (html.Dt(label), html.Dd(value))], className="fl-facts"),
-    ])
-
-
-def _failure_callout(r: dict) -> html.Div | None:
-    """The failing step named in words above the chart, so nobody has to hunt for the red bar."""
-    if not r["failures"]:
-        if r["status"] in ("failed", "timed_out"):
-            return html.Div(f"✖ {r['status'].replace('_', ' ')}: {r['error_message'] or 'no error recorded'}",
-                            className="fl-banner fl-banner--bad", role="alert")
-        return None
-    items = []
-    for f in r["failures"][:3]:
-        extra = [f"HTTP {f['response_status']}" if f["response_status"] else None,
-                 f"request {f['external_request_id']}" if f["external_request_id"] else None]
-        tries = f" after {f['attempt']} attempts" if f["attempt"] > 1 else ""
-        items.append(html.Div([
-            html.Strong(f"✖ Step {f['seq']} · {f['step_name']} {f['status'].replace('_', ' ')}{tries}: "),
-            html.Span(f["error_message"] or "no error message", className="fl-error-text"),
-            html.Span(" · " + " · ".join(e for e in extra if e) if any(extra) else "", className="fl-muted"),
-            html.Button("show step", id={"type": "execution-goto", "step": _key(f)}, n_clicks=0,
-                        className="fl-link-button")]))
-    more = len(r["failures"]) - 3
-    if more > 0:
-        items.append(html.Div(f"…and {more} more failing steps (red bars below)", className="fl-muted"))
-    return html.Div(items, className="fl-banner fl-banner--bad", role="alert", id="execution-failure")
 
 
 clientside_callback(
@@ -324,44 +257,18 @@ def update_execution_step_detail(key, execution_id, bars):
     with db.reader() as conn:
         s = timeline.step(conn, payload_config(), execution_id=parse_uuid(execution_id), step_id=parse_uuid(step_id),
                           include_payloads=False)
-    facts = [("Status", status_badge(s["status"])), ("Attempt", s["attempt"]), ("Type", s["step_type"]),
-             ("Started", iso(s["started_at"])), ("Duration", format_duration(s["duration_ms"])),
-             ("Waited before", format_duration(s["wait_ms"]) if s["wait_ms"] else "—"),
-             ("HTTP status", s["response_status"] or "—"),
-             ("external_request_id", html.Code(s["external_request_id"] or "—")),
-             ("Span", html.Code(f"{s['span_id']} (parent {s['parent_span_id'] or '—'})")),
-             ("Idempotency key", html.Code(s["idempotency_key"] or "—"))]
-    if s["reused_from_execution"]:
-        facts.append(("Output reused from", dcc.Link(str(s["reused_from_execution"]),
-                                                     href=f"/executions/{s['reused_from_execution']}")))
-    body = [html.H3(f"{s['seq']} · {s['step_name']}"),
-            html.Dl([i for label, value in facts for i in (html.Dt(label), html.Dd(value))], className="fl-facts")]
-    if s["error_message"]:
-        body.append(html.Pre(s["error_message"], className="fl-error-pre"))
-    body.append(html.Div([_payload(s, "input"), _payload(s, "output")], className="fl-grid-2"))
-    return html.Div(body, className="fl-panel", id="execution-step-panel")
+    return execution_panels.step_detail(s, [_payload(s, "input"), _payload(s, "output")])
 
 
 def _payload(s: dict, kind: str) -> html.Div:
-    """A payload panel: small ones load at once, large or offloaded ones on request."""
+    """Small payloads still in PostgreSQL come with the step; larger or offloaded ones on request."""
     meta = s[f"{kind}_meta"]
-    title = html.H4(kind.capitalize())
-    if meta is None:
-        return html.Div([title, html.Span("no payload recorded", className="fl-muted")])
-    where = f" · offloaded to {meta['uri']}" if meta["uri"] else ""
-    info = html.Div(f"{format_bytes(meta['size_bytes'])} ({format_bytes(meta['stored_bytes'])} stored, "
-                    f"{meta['codec']}){where} · sha256 {meta['sha256'][:16]}…", className="fl-muted")
-    key = {"type": "execution-payload", "kind": kind, "step": str(s["step_id"])}
-    if meta["uri"] or meta["size_bytes"] > timeline.INLINE_PREVIEW_BYTES:
-        button = html.Button(f"Load {kind} ({format_bytes(meta['size_bytes'])})", n_clicks=0, className="fl-button",
-                             id={**key, "type": "execution-payload-load"})
-        return html.Div([title, info, html.Div(button, id=key)])
-    return html.Div([title, info, html.Div(_load(s["execution_id"], meta["payload_id"]), id=key)])
+    if meta and not meta["uri"] and meta["size_bytes"] <= timeline.INLINE_PREVIEW_BYTES:
+        return execution_panels.payload_panel(s, kind, _load(s["execution_id"], meta["payload_id"]))
+    return execution_panels.payload_panel(s, kind)
 
 
 def _load(execution_id, payload_id) -> html.Div:
-    from services import payloads
-
     with db.reader() as conn:
         return json_block(payloads.load(conn, payload_config(), payload_id))
 
@@ -401,21 +308,7 @@ def update_execution_audit(_meta, execution_id):
             found = timeline.audit_and_logs(conn, parse_uuid(execution_id))
     except NotFound as exc:
         return error_state(str(exc))
-    audit = html.Table([html.Thead(html.Tr([html.Th("at"), html.Th("event"), html.Th("detail")])),
-                        html.Tbody([html.Tr([html.Td(iso(a["timestamp"])), html.Td(a["event_type"]),
-                                             html.Td(html.Code(_compact(a["metadata"])))])
-                                    for a in found["audit_events"]])], className="fl-table")
-    logs = html.Table([html.Thead(html.Tr([html.Th("at"), html.Th("level"), html.Th("message")])),
-                       html.Tbody([html.Tr([html.Td(iso(line["timestamp"])), html.Td(line["level"]),
-                                            html.Td(line["message"])],
-                                           className=f"fl-log fl-log--{line['level']}") for line in found["logs"]])],
-                      className="fl-table")
-    return html.Div([html.Div([html.H2("Audit events"), audit], className="fl-panel"),
-                     html.Div([html.H2("Log lines"), logs], className="fl-panel")], className="fl-grid-2")
-
-
-def _compact(metadata) -> str:
-    return ", ".join(f"{k}={v}" for k, v in (metadata or {}).items() if v not in (None, ""))
+    return execution_panels.audit_and_logs(found)
 
 
 clientside_callback(REPLAY_JS, Output("execution-replay-result", "children"),

@@ -7,8 +7,8 @@ import dash
 from dash import Input, Output, callback, dcc, html
 
 from components.cards import empty_state, json_block
-from components.format import format_bytes, format_percent
-from pages.common import href, iso, panel_errors
+from components.format import format_bytes, format_percent, iso
+from pages.common import href, panel_errors
 from services import browse, db, forecast, metrics
 
 dash.register_page(__name__, path="/workflows", title="Workflows · Flowledger", name="Workflows")
