@@ -22,11 +22,12 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from services import payloads, recording, tracing
+from services import payloads, recording, step_recording, tracing
 from services.errors import InvalidInput
 from services.payload_policy import for_workflow, masking_for
 from services.payloads import PayloadConfig
-from services.recording import NO_PAYLOAD, TERMINAL, ExecutionRecord, NewExecution, StepAttempt
+from services.recording import NO_PAYLOAD, TERMINAL, ExecutionRecord, NewExecution
+from services.step_recording import StepAttempt
 
 log = logging.getLogger(__name__)
 
@@ -157,10 +158,10 @@ def _write(conn: Connection, cfg: PayloadConfig, rows: _Rows, created: list[tupl
             # No statement may run on conn while a COPY is open: a dictionary look-up during
             # step preparation goes through its own short connection.
             with conn.engine.connect() as side, \
-                    cur.copy(f"COPY steps ({', '.join(recording.STEP_COLUMNS)}) FROM STDIN") as copy:
+                    cur.copy(f"COPY steps ({', '.join(step_recording.STEP_COLUMNS)}) FROM STDIN") as copy:
                 for item, record in created:
                     for step in _prepare_steps(side, cfg, item, record, rows.payloads):
-                        copy.write_row([step[c] for c in recording.STEP_COLUMNS])
+                        copy.write_row([step[c] for c in step_recording.STEP_COLUMNS])
             _copy(cur, "payloads", payloads.PAYLOAD_COLUMNS, rows.payloads)
     except psycopg.Error as exc:
         # The same exceptions as the one-by-one path raises through SQLAlchemy: above all IntegrityError
@@ -178,9 +179,10 @@ def _prepare_steps(conn: Connection, cfg: PayloadConfig, item: BatchItem, record
                    payload_rows: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
     parent = record.root_span_id
     for attempt in item.steps:
-        step = recording.prepare_step(conn, cfg, execution_id=record.execution_id, workflow_id=item.new.workflow_id,
-                                      attempt=attempt, parent_span_id=attempt.parent_span_id or parent,
-                                      policy=record.policy, masking=record.masking)
+        step = step_recording.prepare_step(conn, cfg, execution_id=record.execution_id,
+                                           workflow_id=item.new.workflow_id, attempt=attempt,
+                                           parent_span_id=attempt.parent_span_id or parent,
+                                           policy=record.policy, masking=record.masking)
         payload_rows.extend(p.row for p in step.payloads)
         parent = step.record.span_id
         yield step.row

@@ -12,10 +12,11 @@ from uuid import UUID
 
 from sqlalchemy import Connection
 
-from services import demo_plan, events, fake_data, flow, recording, workflows
+from services import demo_plan, events, fake_data, flow, recording, step_recording, workflows
 from services.demo_plan import WORKFLOWS, PlannedRun, WorkflowSpec
 from services.payloads import PayloadConfig
-from services.recording import NewExecution, StepAttempt
+from services.recording import NewExecution
+from services.step_recording import StepAttempt
 
 # Events can only be received "now" (the ledger's clock is not back-datable), so only the runs of the
 # last day get a real webhook event; older history looks like runs reported by an external engine.
@@ -158,7 +159,7 @@ def _record_step(conn: Connection, cfg: PayloadConfig, rng: random.Random, execu
         error_message=step.error, response_status=_response_status(step) if step.spec.type == "action" else None,
         external_request_id=f"req_{rng.getrandbits(64):016x}" if ran and step.spec.type == "action" else None,
         idempotency_key=key)
-    record = recording.record_step(conn, cfg, execution_id=execution_id, workflow_id=workflow_id, attempt=attempt)
+    record = step_recording.record_step(conn, cfg, execution_id=execution_id, workflow_id=workflow_id, attempt=attempt)
     if failed:
         recording.append_log(conn, execution_id=execution_id, step_id=record.step_id, level="error",
                              at=step.completed_at, message=f"{step.spec.name} attempt #{step.attempt}: {step.error}")

@@ -13,11 +13,12 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from services import events, payloads, recording, steps, workflows
+from services import events, payloads, recording, step_recording, steps, workflows
 from services.db import Database
 from services.errors import Conflict
 from services.payloads import PayloadConfig
-from services.recording import NO_PAYLOAD, StepAttempt
+from services.recording import NO_PAYLOAD
+from services.step_recording import StepAttempt
 from services.workflows import ActionStep, ConditionStep, Definition, TransformStep, WaitStep
 
 log = logging.getLogger(__name__)
@@ -139,11 +140,11 @@ def _reuse(fc: FlowContext, execution_id: UUID, workflow_id: str, seq: int, step
         output = payloads.load(conn, fc.payloads, done.output_payload_id) if done.output_payload_id else None
         if done.execution_id != execution_id:
             now = fc.clock()
-            recording.record_step(conn, fc.payloads, execution_id=execution_id, workflow_id=workflow_id,
-                                  attempt=StepAttempt(step_name=step.name, step_type=step.type, seq=seq,
-                                                      status="skipped", started_at=now, completed_at=now,
-                                                      output=output, idempotency_key=key,
-                                                      reused_from_execution=done.execution_id))
+            step_recording.record_step(conn, fc.payloads, execution_id=execution_id, workflow_id=workflow_id,
+                                       attempt=StepAttempt(step_name=step.name, step_type=step.type, seq=seq,
+                                                           status="skipped", started_at=now, completed_at=now,
+                                                           output=output, idempotency_key=key,
+                                                           reused_from_execution=done.execution_id))
     _apply(context, step, output)
     return True
 
@@ -158,13 +159,13 @@ def _attempts(fc: FlowContext, execution_id: UUID, workflow_id: str, seq: int, s
         outcome = _execute(fc, step, context, key)
         completed = fc.clock()
         with fc.database.writer() as conn:
-            recording.record_step(conn, fc.payloads, execution_id=execution_id, workflow_id=workflow_id,
-                                  attempt=StepAttempt(
-                                      step_name=step.name, step_type=step.type, seq=seq, status=outcome.status,
-                                      attempt=attempt, started_at=started, completed_at=completed,
-                                      input=outcome.input, output=outcome.output, error_message=outcome.error,
-                                      response_status=outcome.response_status,
-                                      external_request_id=outcome.external_request_id, idempotency_key=key))
+            step_recording.record_step(conn, fc.payloads, execution_id=execution_id, workflow_id=workflow_id,
+                                       attempt=StepAttempt(
+                                           step_name=step.name, step_type=step.type, seq=seq, status=outcome.status,
+                                           attempt=attempt, started_at=started, completed_at=completed,
+                                           input=outcome.input, output=outcome.output, error_message=outcome.error,
+                                           response_status=outcome.response_status,
+                                           external_request_id=outcome.external_request_id, idempotency_key=key))
         if outcome.status != "failed" or not outcome.retryable or attempt == step.max_attempts:
             break
         fc.pause(execution_id, step.backoff_seconds * step.backoff_multiplier ** (attempt - 1))
@@ -207,20 +208,21 @@ def _finish_wait(fc: FlowContext, execution_id: UUID, workflow_id: str, seq: int
     now = fc.clock()
     waited = max(0, int((now - resume.waited_since).total_seconds() * 1000))
     with fc.database.writer() as conn:
-        recording.record_step(conn, fc.payloads, execution_id=execution_id, workflow_id=workflow_id,
-                              attempt=StepAttempt(step_name=step.name, step_type="wait", seq=seq, status="completed",
-                                                  started_at=resume.waited_since, completed_at=now, wait_ms=waited,
-                                                  output={"waited_seconds": step.seconds}, idempotency_key=key))
+        step_recording.record_step(conn, fc.payloads, execution_id=execution_id, workflow_id=workflow_id,
+                                   attempt=StepAttempt(step_name=step.name, step_type="wait", seq=seq,
+                                                       status="completed", started_at=resume.waited_since,
+                                                       completed_at=now, wait_ms=waited,
+                                                       output={"waited_seconds": step.seconds}, idempotency_key=key))
 
 
 def _skip_rest(fc: FlowContext, execution_id: UUID, workflow_id: str, definition: Definition, seq: int) -> None:
     now = fc.clock()
     with fc.database.writer() as conn:
         for later, step in enumerate(definition.steps[seq + 1:], start=seq + 1):
-            recording.record_step(conn, fc.payloads, execution_id=execution_id, workflow_id=workflow_id,
-                                  attempt=StepAttempt(step_name=step.name, step_type=step.type, seq=later,
-                                                      status="skipped", started_at=now, completed_at=now,
-                                                      error_message="condition was false"))
+            step_recording.record_step(conn, fc.payloads, execution_id=execution_id, workflow_id=workflow_id,
+                                       attempt=StepAttempt(step_name=step.name, step_type=step.type, seq=later,
+                                                           status="skipped", started_at=now, completed_at=now,
+                                                           error_message="condition was false"))
         recording.append_log(conn, execution_id=execution_id, at=now,
                              message=f"condition {definition.steps[seq].name} was false; "
                                      f"{len(definition.steps) - seq - 1} step(s) skipped")

@@ -1,4 +1,4 @@
-"""The recording service: executions, transitions, step attempts and audit events, append-only."""
+"""The recording service: executions, their transitions, audit events and logs, append-only (steps: step_recording)."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from services import payloads, text_extraction, tracing
+from services import payloads, tracing
 from services.errors import Conflict, InvalidInput, NotFound
 from services.payload_policy import PayloadPolicy, for_workflow, masking_for
 from services.payloads import PayloadConfig
@@ -22,8 +22,6 @@ from services.tracecontext import TraceParent, new_span_id, new_trace_id
 log = logging.getLogger(__name__)
 
 TRIGGER_SOURCES = ("webhook", "schedule", "manual")
-STEP_TYPES = ("action", "condition", "transform", "wait")
-STEP_STATUSES = ("running", "completed", "failed", "timed_out", "skipped", "cancelled")
 TERMINAL = ("completed", "failed", "timed_out", "cancelled")
 AUDIT_FOR_STATUS = {"running": "STARTED", "completed": "COMPLETED", "failed": "FAILED",
                     "timed_out": "TIMED_OUT", "cancelled": "CANCELLED"}
@@ -60,41 +58,6 @@ class ExecutionRecord:
     masking: tuple[tuple[str, ...], tuple[str, ...]] | None = None
 
 
-@dataclass(frozen=True)
-class StepAttempt:
-    """One attempt of one step, as the runner or an external engine saw it."""
-
-    step_name: str
-    step_type: str
-    seq: int
-    status: str
-    attempt: int = 1
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
-    input: Any = NO_PAYLOAD
-    output: Any = NO_PAYLOAD
-    error_message: str | None = None
-    response_status: int | None = None
-    external_request_id: str | None = None
-    wait_ms: int | None = None
-    idempotency_key: str | None = None
-    reused_from_execution: UUID | None = None
-    step_id: UUID | None = None
-    span_id: str | None = None
-    parent_span_id: str | None = None
-
-
-@dataclass(frozen=True)
-class StepRecord:
-    """Ids of a recorded step attempt."""
-
-    step_id: UUID
-    span_id: str
-    parent_span_id: str | None
-    input_payload_id: UUID | None
-    output_payload_id: UUID | None
-
-
 def utcnow() -> datetime:
     """The recording clock."""
     return datetime.now(UTC)
@@ -107,12 +70,6 @@ INSERT_EXECUTION = sa.text(
     f"INSERT INTO executions ({', '.join(EXECUTION_COLUMNS)}) VALUES ("
     + ", ".join("CAST(:trigger_payload AS jsonb)" if c == "trigger_payload" else ":" + c for c in EXECUTION_COLUMNS)
     + ")")
-STEP_COLUMNS = ("step_id", "execution_id", "seq", "step_name", "step_type", "attempt", "status", "started_at",
-                "completed_at", "duration_ms", "wait_ms", "input_payload_id", "output_payload_id", "error_message",
-                "response_status", "external_request_id", "span_id", "parent_span_id", "idempotency_key",
-                "reused_from_execution", "search_text")
-INSERT_STEP = sa.text(f"INSERT INTO steps ({', '.join(STEP_COLUMNS)}) "
-                      f"VALUES ({', '.join(':' + c for c in STEP_COLUMNS)})")
 INSERT_AUDIT = sa.text("INSERT INTO execution_audit_events (execution_id, event_type, metadata) "
                        "VALUES (:execution_id, :event_type, CAST(:metadata AS jsonb))")
 INSERT_LOG = sa.text("INSERT INTO execution_logs (execution_id, step_id, \"timestamp\", level, message) "
@@ -126,15 +83,6 @@ class PlannedExecution:
     row: dict[str, Any]
     payloads: tuple[payloads.PreparedPayload, ...]
     record: ExecutionRecord
-
-
-@dataclass(frozen=True)
-class PreparedStep:
-    """A step attempt's steps row (keyed by column) and its masked, compressed payload rows, not yet inserted."""
-
-    row: dict[str, Any]
-    payloads: tuple[payloads.PreparedPayload, ...]
-    record: StepRecord
 
 
 def create_execution(conn: Connection, cfg: PayloadConfig, new: NewExecution) -> ExecutionRecord:
@@ -245,7 +193,7 @@ def finish_execution(conn: Connection, *, execution_id: UUID, status: str, at: d
     if context is not NO_PAYLOAD and cfg is not None:
         workflow_id = conn.execute(sa.text("SELECT workflow_id FROM executions WHERE execution_id = :e LIMIT 1"),
                                    {"e": execution_id}).scalar_one()
-        policy, masking = _execution_rules(conn, execution_id)
+        policy, masking = execution_rules(conn, execution_id)
         payloads.store(conn, cfg, execution_id=execution_id, kind="context", value=context,
                        workflow_id=workflow_id, policy=policy, masking=masking)
     task_count = conn.execute(sa.text(
@@ -261,63 +209,6 @@ def cancel_execution(conn: Connection, *, execution_id: UUID, cancelled_by: str,
     return finish_execution(conn, execution_id=execution_id, status="cancelled", at=at, reason=reason,
                             audit={"cancelled_by": cancelled_by, "reason": reason,
                                    "pending_task_count": pending_steps})
-
-
-def record_step(conn: Connection, cfg: PayloadConfig, *, execution_id: UUID, workflow_id: str,
-                attempt: StepAttempt, policy: PayloadPolicy | None = None,
-                masking: tuple[tuple[str, ...], tuple[str, ...]] | None = None) -> StepRecord:
-    """Append one step attempt with its masked, compressed input and output.
-
-    policy and masking are the execution's payload rules when the caller already knows them (saves a query).
-    """
-    _validate_step(attempt)
-    parent = attempt.parent_span_id or _predecessor_span(conn, execution_id)
-    if policy is None or masking is None:
-        policy, masking = _execution_rules(conn, execution_id)
-    step = prepare_step(conn, cfg, execution_id=execution_id, workflow_id=workflow_id, attempt=attempt,
-                        parent_span_id=parent, policy=policy, masking=masking)
-    for prepared in step.payloads:
-        conn.execute(payloads.INSERT_PAYLOAD, prepared.row)
-    conn.execute(INSERT_STEP, step.row)
-    if attempt.idempotency_key and attempt.status == "completed" and attempt.reused_from_execution is None:
-        conn.execute(sa.text(
-            "INSERT INTO step_success_keys (idempotency_key, step_id, execution_id, output_payload_id) "
-            "VALUES (:k, :s, :e, :o) ON CONFLICT (idempotency_key) DO NOTHING"),
-            {"k": attempt.idempotency_key, "s": step.record.step_id, "e": execution_id,
-             "o": step.record.output_payload_id})
-    return step.record
-
-
-def prepare_step(conn: Connection, cfg: PayloadConfig, *, execution_id: UUID, workflow_id: str,
-                 attempt: StepAttempt, parent_span_id: str | None, policy: PayloadPolicy,
-                 masking: tuple[tuple[str, ...], tuple[str, ...]]) -> PreparedStep:
-    """Validate a step attempt and build its rows; conn is only read (workflow dictionaries), never written."""
-    _validate_step(attempt)
-    step_id = attempt.step_id or uuid.uuid4()
-    span_id = attempt.span_id or new_span_id()
-    texts: list[str] = []
-    prepared: list[payloads.PreparedPayload] = []
-    ids: dict[str, UUID | None] = {"input": None, "output": None}
-    for kind, value in (("input", attempt.input), ("output", attempt.output)):
-        if value is not NO_PAYLOAD:
-            payload = payloads.prepare(conn, cfg, execution_id=execution_id, kind=kind, value=value,
-                                       workflow_id=workflow_id, step_id=step_id, policy=policy, masking=masking)
-            prepared.append(payload)
-            ids[kind] = payload.ref.payload_id
-            texts.append(payload.ref.search_text)
-    if attempt.error_message:
-        texts.append(attempt.error_message)
-    row = {"step_id": step_id, "execution_id": execution_id, "seq": attempt.seq, "step_name": attempt.step_name,
-           "step_type": attempt.step_type, "attempt": attempt.attempt, "status": attempt.status,
-           "started_at": attempt.started_at, "completed_at": attempt.completed_at,
-           "duration_ms": _duration_ms(attempt.started_at, attempt.completed_at), "wait_ms": attempt.wait_ms,
-           "input_payload_id": ids["input"], "output_payload_id": ids["output"],
-           "error_message": attempt.error_message, "response_status": attempt.response_status,
-           "external_request_id": attempt.external_request_id, "span_id": span_id,
-           "parent_span_id": parent_span_id, "idempotency_key": attempt.idempotency_key,
-           "reused_from_execution": attempt.reused_from_execution, "search_text": text_extraction.step_text(texts)}
-    return PreparedStep(row, tuple(prepared),
-                        StepRecord(step_id, span_id, parent_span_id, ids["input"], ids["output"]))
 
 
 def append_log(conn: Connection, *, execution_id: UUID, message: str, level: str = "info",
@@ -393,7 +284,7 @@ def _trigger_payload(conn: Connection, cfg: PayloadConfig, new: NewExecution, ex
                                   workflow_id=new.workflow_id, masked=True)
 
 
-def _execution_rules(conn: Connection, execution_id: UUID) -> tuple[PayloadPolicy, tuple[tuple[str, ...], ...]]:
+def execution_rules(conn: Connection, execution_id: UUID) -> tuple[PayloadPolicy, tuple[tuple[str, ...], ...]]:
     """The payload policy an execution was created under and its workflow version's masking rules."""
     row = conn.execute(sa.text(
         "SELECT e.payload_policy, e.workflow_id, e.workflow_version FROM executions e "
@@ -404,25 +295,6 @@ def _execution_rules(conn: Connection, execution_id: UUID) -> tuple[PayloadPolic
     return PayloadPolicy.decode(row.payload_policy), masking
 
 
-def _predecessor_span(conn: Connection, execution_id: UUID) -> str | None:
-    return conn.execute(sa.text(
-        "SELECT COALESCE((SELECT span_id FROM steps WHERE execution_id = :e ORDER BY seq DESC, attempt DESC "
-        "LIMIT 1), (SELECT root_span_id FROM executions WHERE execution_id = :e LIMIT 1))"),
-        {"e": execution_id}).scalar()
-
-
-def _validate_step(attempt: StepAttempt) -> None:
-    problems = []
-    if attempt.step_type not in STEP_TYPES:
-        problems.append(f"step_type must be one of {', '.join(STEP_TYPES)}")
-    if attempt.status not in STEP_STATUSES:
-        problems.append(f"step status must be one of {', '.join(STEP_STATUSES)}")
-    if attempt.attempt < 1 or attempt.seq < 0:
-        problems.append("attempt must be >= 1 and seq >= 0")
-    if problems:
-        raise InvalidInput(f"step {attempt.step_name!r} is invalid", problems)
-
-
 def _terminal_metadata(status: str, detail: dict[str, Any], error: str | None, step: str | None) -> dict:
     if status == "completed":
         return {"duration_ms": detail.get("duration_ms"), "task_count": detail.get("task_count")}
@@ -431,12 +303,6 @@ def _terminal_metadata(status: str, detail: dict[str, Any], error: str | None, s
     if status == "running":
         return {}
     return {"duration_ms": detail.get("duration_ms")}
-
-
-def _duration_ms(start: datetime | None, end: datetime | None) -> int | None:
-    if start is None or end is None:
-        return None
-    return max(0, int((end - start).total_seconds() * 1000))
 
 
 def _json(value: Any) -> str:

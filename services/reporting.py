@@ -8,11 +8,12 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Connection
 
-from services import bulk_recording, recording
+from services import bulk_recording, recording, step_recording
 from services.bulk_recording import BatchItem
 from services.errors import InvalidInput
 from services.payloads import PayloadConfig
-from services.recording import NO_PAYLOAD, ExecutionRecord, NewExecution, StepAttempt
+from services.recording import NO_PAYLOAD, ExecutionRecord, NewExecution
+from services.step_recording import StepAttempt
 from services.tracecontext import parse_traceparent
 
 Status = Literal["pending", "running", "completed", "failed", "timed_out", "cancelled"]
@@ -111,9 +112,9 @@ def report_execution(conn: Connection, cfg: PayloadConfig, report: ExecutionRepo
     parent = record.root_span_id
     for index, step in enumerate(report.steps):
         # Spans chain in report order; passing parent and policy spares two look-ups per step.
-        parent = recording.record_step(conn, cfg, execution_id=record.execution_id, workflow_id=report.workflow_id,
-                                       attempt=to_attempt(step, index, parent), policy=record.policy,
-                                       masking=record.masking).span_id
+        parent = step_recording.record_step(conn, cfg, execution_id=record.execution_id, workflow_id=report.workflow_id,
+                                            attempt=to_attempt(step, index, parent), policy=record.policy,
+                                            masking=record.masking).span_id
     for line in report.logs:
         recording.append_log(conn, execution_id=record.execution_id, message=line.message, level=line.level,
                              at=line.timestamp)

@@ -10,9 +10,10 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from app.cli import cli
-from services import recording
+from services import recording, step_recording
 from services.opensearch import OpenSearchConfig, OpenSearchIndex
-from services.recording import NewExecution, StepAttempt
+from services.recording import NewExecution
+from services.step_recording import StepAttempt
 from tests.services.test_opensearch import FakeOpenSearch
 
 
@@ -30,9 +31,10 @@ def _run(runtime, workflow_id: str, output: dict, *, status: str = "completed", 
         rec = recording.create_execution(conn, runtime.payloads, NewExecution(workflow_id=workflow_id,
                                                                               trigger_payload=trigger))
         recording.start_execution(conn, execution_id=rec.execution_id)
-        step = recording.record_step(conn, runtime.payloads, execution_id=rec.execution_id, workflow_id=workflow_id,
-                                     attempt=StepAttempt(step_name="call-crm", step_type="action", seq=0,
-                                                         status=status, output=output, error_message=error))
+        step = step_recording.record_step(conn, runtime.payloads, execution_id=rec.execution_id,
+                                          workflow_id=workflow_id,
+                                          attempt=StepAttempt(step_name="call-crm", step_type="action", seq=0,
+                                                              status=status, output=output, error_message=error))
         recording.finish_execution(conn, execution_id=rec.execution_id, status=status)
     return rec.execution_id, step.step_id
 

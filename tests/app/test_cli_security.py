@@ -13,10 +13,11 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from app.cli import cli
-from services import recording, sealing
+from services import recording, sealing, step_recording
 from services.objectstore import LocalObjectStore
 from services.payloads import PayloadConfig
-from services.recording import NewExecution, StepAttempt
+from services.recording import NewExecution
+from services.step_recording import StepAttempt
 
 
 def _env(database, tmp_path, **extra):
@@ -85,9 +86,9 @@ def test_verify_passes_untouched_and_names_all_three_tampered_rows(fresh_databas
     cfg = PayloadConfig(store=store, train_dictionaries=False)
     with fresh_database.writer() as conn:
         record = recording.create_execution(conn, cfg, NewExecution(workflow_id="wf-cli", trigger_payload={"x": 1}))
-        step = recording.record_step(conn, cfg, execution_id=record.execution_id, workflow_id="wf-cli",
-                                     attempt=StepAttempt(step_name="call", step_type="action", seq=1,
-                                                         status="completed", output={"status": "ok", "n": 7}))
+        step = step_recording.record_step(conn, cfg, execution_id=record.execution_id, workflow_id="wf-cli",
+                                          attempt=StepAttempt(step_name="call", step_type="action", seq=1,
+                                                              status="completed", output={"status": "ok", "n": 7}))
         recording.finish_execution(conn, execution_id=record.execution_id, status="completed")
     with fresh_database.writer() as conn:
         sealing.seal_closed_periods(conn, store, now=datetime.now(UTC) + timedelta(hours=2))

@@ -5,8 +5,9 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from services import recording
-from services.recording import NewExecution, StepAttempt
+from services import recording, step_recording
+from services.recording import NewExecution
+from services.step_recording import StepAttempt
 
 
 def record(conn, cfg, *, workflow_id: str, at: datetime, status: str = "completed",
@@ -23,8 +24,9 @@ def record(conn, cfg, *, workflow_id: str, at: datetime, status: str = "complete
         spec.setdefault("seq", index + 1)
         spec.setdefault("step_type", "action")
         clock += timedelta(milliseconds=spec.pop("gap", 0))
-        recording.record_step(conn, cfg, execution_id=rec.execution_id, workflow_id=workflow_id, attempt=StepAttempt(
-            started_at=clock, completed_at=clock + timedelta(milliseconds=ms), **spec))
+        step_recording.record_step(conn, cfg, execution_id=rec.execution_id, workflow_id=workflow_id,
+                                   attempt=StepAttempt(started_at=clock,
+                                                       completed_at=clock + timedelta(milliseconds=ms), **spec))
         clock += timedelta(milliseconds=ms)
     failed = next((s for s in reversed(steps or []) if s["status"] in ("failed", "timed_out")), None)
     recording.finish_execution(conn, execution_id=rec.execution_id, status=status, at=clock + timedelta(seconds=1),

@@ -13,10 +13,11 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from services import browse, events, fake_data, recording
+from services import browse, events, fake_data, recording, step_recording
 from services.objectstore import open_store
 from services.payloads import PayloadConfig
-from services.recording import NewExecution, StepAttempt
+from services.recording import NewExecution
+from services.step_recording import StepAttempt
 
 
 def s3_payloads(endpoint: str, tmp_path: Path) -> PayloadConfig:
@@ -59,15 +60,15 @@ def record_run(conn: Connection, cfg: PayloadConfig, workflow_id: str, *, status
         last = seq == steps - 1
         step_status = status if last and status != "completed" else "completed"
         name = failed_step if last and failed_step else f"step-{seq}"
-        recording.record_step(conn, cfg, execution_id=record.execution_id, workflow_id=workflow_id,
-                              attempt=StepAttempt(
-                                  step_name=name, step_type="action", seq=seq, status=step_status,
-                                  started_at=at + timedelta(milliseconds=seq * 100),
-                                  completed_at=at + timedelta(milliseconds=seq * 100 + 80),
-                                  input=step_input if step_input is not None else
-                                  fake_data.step_payload(rng, step_name="crm.upsert", size_hint=size_hint),
-                                  output=fake_data.step_payload(rng, step_name="email.send", size_hint=size_hint),
-                                  error_message=error if last and status != "completed" else None))
+        step_recording.record_step(conn, cfg, execution_id=record.execution_id, workflow_id=workflow_id,
+                                   attempt=StepAttempt(
+                                       step_name=name, step_type="action", seq=seq, status=step_status,
+                                       started_at=at + timedelta(milliseconds=seq * 100),
+                                       completed_at=at + timedelta(milliseconds=seq * 100 + 80),
+                                       input=step_input if step_input is not None else
+                                       fake_data.step_payload(rng, step_name="crm.upsert", size_hint=size_hint),
+                                       output=fake_data.step_payload(rng, step_name="email.send", size_hint=size_hint),
+                                       error_message=error if last and status != "completed" else None))
     recording.finish_execution(conn, execution_id=record.execution_id, status=status,
                                at=at + timedelta(milliseconds=steps * 100),
                                error_message=error if status != "completed" else None,

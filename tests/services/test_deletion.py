@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from services import deletion, inspection, recording, sealing, users
+from services import deletion, inspection, recording, sealing, step_recording, users
 from services.errors import Conflict, Forbidden
 from services.objectstore import open_store
 from services.payloads import PayloadConfig
-from services.recording import NewExecution, StepAttempt
+from services.recording import NewExecution
+from services.step_recording import StepAttempt
 
 
 @pytest.fixture
@@ -36,7 +37,7 @@ def _execution(database, cfg, workflow="wf-del", legal_hold=False):
                              "VALUES (:w, 1, '{}', :h) ON CONFLICT DO NOTHING"), {"w": workflow, "h": legal_hold})
         rec = recording.create_execution(conn, cfg, NewExecution(workflow_id=workflow, trigger_payload={"a": 1}))
         recording.start_execution(conn, execution_id=rec.execution_id)
-        recording.record_step(conn, cfg, execution_id=rec.execution_id, workflow_id=workflow, attempt=StepAttempt(
+        step_recording.record_step(conn, cfg, execution_id=rec.execution_id, workflow_id=workflow, attempt=StepAttempt(
             "export", "action", 0, "completed", output={"rows": ["x" * 50] * 1000}))
         recording.finish_execution(conn, execution_id=rec.execution_id, status="completed")
     return rec.execution_id
@@ -185,8 +186,8 @@ def test_verify_tells_erasure_and_end_of_retention_from_tampering(ledger):
             rec = recording.create_execution(conn, cfg, NewExecution(
                 workflow_id="wf-short", trigger_payload={"customer": {"email": customer}}))
             recording.start_execution(conn, execution_id=rec.execution_id)
-            recording.record_step(conn, cfg, execution_id=rec.execution_id, workflow_id="wf-short",
-                                  attempt=StepAttempt("mail", "action", 0, "completed", output={"to": customer}))
+            step_recording.record_step(conn, cfg, execution_id=rec.execution_id, workflow_id="wf-short",
+                                       attempt=StepAttempt("mail", "action", 0, "completed", output={"to": customer}))
             recording.finish_execution(conn, execution_id=rec.execution_id, status="completed")
     _seal(database, cfg)
 

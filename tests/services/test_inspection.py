@@ -6,11 +6,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from services import inspection, payloads, recording
+from services import inspection, payloads, recording, step_recording
 from services.errors import NotFound
 from services.objectstore import open_store
 from services.payloads import PayloadConfig, RawJSON
-from services.recording import NewExecution, StepAttempt
+from services.recording import NewExecution
+from services.step_recording import StepAttempt
 from services.tracecontext import traceparent
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
@@ -30,15 +31,15 @@ def _execution(database, cfg, *, trigger=None) -> uuid.UUID:
             started_at=T0))
         for seq, (name, status, attempt) in enumerate([("fetch", "completed", 1), ("send", "failed", 1),
                                                        ("send", "completed", 2)]):
-            step = recording.record_step(conn, cfg, execution_id=rec.execution_id, workflow_id=workflow,
-                                         attempt=StepAttempt(
-                                             name, "action", min(seq, 1), status, attempt=attempt,
-                                             started_at=T0 + timedelta(seconds=seq),
-                                             completed_at=T0 + timedelta(seconds=seq, milliseconds=250),
-                                             input={"q": name, "n": seq, "city": "Zürich"},
-                                             output={"ok": status == "completed", "items": [1.5, None, "ä"]},
-                                             error_message=None if status == "completed" else "HTTP 503",
-                                             response_status=200 if status == "completed" else 503))
+            step = step_recording.record_step(conn, cfg, execution_id=rec.execution_id, workflow_id=workflow,
+                                              attempt=StepAttempt(
+                                                  name, "action", min(seq, 1), status, attempt=attempt,
+                                                  started_at=T0 + timedelta(seconds=seq),
+                                                  completed_at=T0 + timedelta(seconds=seq, milliseconds=250),
+                                                  input={"q": name, "n": seq, "city": "Zürich"},
+                                                  output={"ok": status == "completed", "items": [1.5, None, "ä"]},
+                                                  error_message=None if status == "completed" else "HTTP 503",
+                                                  response_status=200 if status == "completed" else 503))
             recording.append_log(conn, execution_id=rec.execution_id, message=f"{name} {status}",
                                  step_id=step.step_id, level="warning" if status == "failed" else "info")
         recording.finish_execution(conn, execution_id=rec.execution_id, status="completed", cfg=cfg,

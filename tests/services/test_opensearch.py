@@ -12,12 +12,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import sqlalchemy as sa
 
-from services import opensearch, recording
+from services import opensearch, recording, step_recording
 from services.db import Database
 from services.objectstore import LocalObjectStore
 from services.opensearch import OpenSearchConfig, OpenSearchIndex
 from services.payloads import PayloadConfig
-from services.recording import NewExecution, StepAttempt
+from services.recording import NewExecution
+from services.step_recording import StepAttempt
 
 SECRET = "walrus-Pa55-9931"
 
@@ -148,7 +149,7 @@ def _index(fake: FakeOpenSearch, sleeps: list[float] | None = None, **config) ->
 
 def _record(conn: sa.Connection, cfg: PayloadConfig, steps: int, *, workflow_id: str = "wf-os") -> list[uuid.UUID]:
     rec = recording.create_execution(conn, cfg, NewExecution(workflow_id=workflow_id))
-    return [recording.record_step(
+    return [step_recording.record_step(
         conn, cfg, execution_id=rec.execution_id, workflow_id=workflow_id, attempt=StepAttempt(
             step_name=f"s{seq}", step_type="action", seq=seq, status="completed",
             input={"login": {"password": SECRET}}, output={"n": seq, "ref": f"REF-{seq}"})).step_id
@@ -294,7 +295,7 @@ def test_search_sends_a_search_request_and_returns_ranked_linked_hits(fake):
 def _recorded_with(conn: sa.Connection, cfg: PayloadConfig, email: str, *, workflow_id: str) -> uuid.UUID:
     rec = recording.create_execution(conn, cfg, NewExecution(workflow_id=workflow_id,
                                                              trigger_payload={"customer": {"email": email}}))
-    recording.record_step(conn, cfg, execution_id=rec.execution_id, workflow_id=workflow_id, attempt=StepAttempt(
+    step_recording.record_step(conn, cfg, execution_id=rec.execution_id, workflow_id=workflow_id, attempt=StepAttempt(
         step_name="send_email", step_type="action", seq=0, status="completed",
         input={"to": email}, output={"accepted": email}))
     return rec.execution_id

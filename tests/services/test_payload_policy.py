@@ -5,11 +5,12 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from services import inspection, recording
+from services import inspection, recording, step_recording
 from services.objectstore import open_store
 from services.payload_policy import PayloadPolicy
 from services.payloads import PayloadConfig
-from services.recording import NewExecution, StepAttempt
+from services.recording import NewExecution
+from services.step_recording import StepAttempt
 
 VALUE = "VALUE-that-must-not-be-kept-7731"
 
@@ -39,8 +40,9 @@ def _run(database, cfg, workflow, big: bool = False):
     with database.writer() as conn:
         rec = recording.create_execution(conn, cfg, NewExecution(
             workflow_id=workflow, trigger_payload={"order": VALUE}))
-        recording.record_step(conn, cfg, execution_id=rec.execution_id, workflow_id=workflow,
-                              attempt=StepAttempt("fetch", "action", 0, "completed", input={"q": VALUE}, output=output))
+        step_recording.record_step(conn, cfg, execution_id=rec.execution_id, workflow_id=workflow,
+                                   attempt=StepAttempt("fetch", "action", 0, "completed", input={"q": VALUE},
+                                                       output=output))
         recording.finish_execution(conn, execution_id=rec.execution_id, status="completed", cfg=cfg,
                                    context={"trigger": {"order": VALUE}, "fetch": output})
     return rec.execution_id
@@ -125,7 +127,7 @@ def test_a_workflows_own_masking_rules_apply_on_top_of_the_global_ones(database,
         rec = recording.create_execution(conn, cfg, NewExecution(
             workflow_id=workflow, workflow_version=version,
             trigger_payload={"customer": {"phone": "+33 6 12 34 56 78", "name": "Ann"}, "iban": "FR7630006000011"}))
-        recording.record_step(conn, cfg, execution_id=rec.execution_id, workflow_id=workflow, attempt=StepAttempt(
+        step_recording.record_step(conn, cfg, execution_id=rec.execution_id, workflow_id=workflow, attempt=StepAttempt(
             "t", "transform", 0, "completed", output={"account": {"iban": "FR7630006000011"}}))
         other = recording.create_execution(conn, cfg, NewExecution(
             workflow_id=f"{workflow}-other", trigger_payload={"iban": "DE89370400440532013000"}))

@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from services import codec, inspection, payloads, recording
+from services import codec, inspection, payloads, recording, step_recording
 from services.errors import Conflict
 from services.objectstore import open_store
 from services.payloads import PayloadConfig
-from services.recording import NewExecution, StepAttempt
+from services.recording import NewExecution
+from services.step_recording import StepAttempt
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 SECRET = "sk_live_do_not_store_4242"
@@ -40,8 +41,9 @@ def test_each_lifecycle_fact_writes_its_audit_event_with_metadata(database, s3_c
     with database.writer() as conn:
         rec = _new(s3_cfg, conn, trigger_source="webhook", trigger_payload={"order": 1})
         recording.start_execution(conn, execution_id=rec.execution_id, at=T0)
-        recording.record_step(conn, s3_cfg, execution_id=rec.execution_id, workflow_id="wf-rec", attempt=StepAttempt(
-            "crm", "action", 0, "completed", started_at=T0, completed_at=T0 + timedelta(seconds=2)))
+        step_recording.record_step(conn, s3_cfg, execution_id=rec.execution_id, workflow_id="wf-rec",
+                                   attempt=StepAttempt("crm", "action", 0, "completed", started_at=T0,
+                                                       completed_at=T0 + timedelta(seconds=2)))
         recording.finish_execution(conn, execution_id=rec.execution_id, status="completed",
                                    at=T0 + timedelta(seconds=3))
     events = _audit(database, rec.execution_id)
@@ -141,8 +143,9 @@ def test_masked_fields_never_reach_the_database_or_the_object_store(database, s3
     big = {"rows": [{"i": i, "api_key": SECRET} for i in range(40000)]}
     with database.writer() as conn:
         rec = _new(s3_cfg, conn, trigger_payload={"customer": {"id": "C-9", "ssn": SECRET}, "password": SECRET})
-        recording.record_step(conn, s3_cfg, execution_id=rec.execution_id, workflow_id="wf-rec", attempt=StepAttempt(
-            "crm", "action", 0, "completed", input={"Authorization": f"Bearer {SECRET}"}, output=big))
+        step_recording.record_step(conn, s3_cfg, execution_id=rec.execution_id, workflow_id="wf-rec",
+                                   attempt=StepAttempt("crm", "action", 0, "completed",
+                                                       input={"Authorization": f"Bearer {SECRET}"}, output=big))
     stored = _all_stored_text(database, s3_cfg, rec.execution_id)
     assert "C-9" in stored and "***" in stored
     assert SECRET not in stored
@@ -153,8 +156,8 @@ def test_a_5_mb_output_is_offloaded_and_read_back_identical(database, s3_cfg):
     assert len(codec.canonical_json(output)) > 5_000_000
     with database.writer() as conn:
         rec = _new(s3_cfg, conn)
-        step = recording.record_step(conn, s3_cfg, execution_id=rec.execution_id, workflow_id="wf-rec",
-                                     attempt=StepAttempt("bulk", "action", 0, "completed", output=output))
+        step = step_recording.record_step(conn, s3_cfg, execution_id=rec.execution_id, workflow_id="wf-rec",
+                                          attempt=StepAttempt("bulk", "action", 0, "completed", output=output))
     with database.reader() as conn:
         row = conn.execute(sa.text("SELECT data, uri, size_bytes, sha256 FROM payloads WHERE payload_id = :p"),
                            {"p": step.output_payload_id}).one()
@@ -168,8 +171,8 @@ def test_a_900_kb_output_stays_in_postgresql(database, s3_cfg):
     output = {"text": "".join(f"line {i} of the invoice export\n" for i in range(30000))[:900_000]}
     with database.writer() as conn:
         rec = _new(s3_cfg, conn)
-        step = recording.record_step(conn, s3_cfg, execution_id=rec.execution_id, workflow_id="wf-rec",
-                                     attempt=StepAttempt("export", "action", 0, "completed", output=output))
+        step = step_recording.record_step(conn, s3_cfg, execution_id=rec.execution_id, workflow_id="wf-rec",
+                                          attempt=StepAttempt("export", "action", 0, "completed", output=output))
     with database.reader() as conn:
         row = conn.execute(sa.text("SELECT data IS NOT NULL AS inline, uri FROM payloads WHERE payload_id = :p"),
                            {"p": step.output_payload_id}).one()
@@ -180,10 +183,10 @@ def test_a_900_kb_output_stays_in_postgresql(database, s3_cfg):
 def test_steps_chain_their_spans_to_the_predecessor_and_the_root(database, s3_cfg):
     with database.writer() as conn:
         rec = _new(s3_cfg, conn)
-        first = recording.record_step(conn, s3_cfg, execution_id=rec.execution_id, workflow_id="wf-rec",
-                                      attempt=StepAttempt("a", "action", 0, "failed", attempt=1))
-        second = recording.record_step(conn, s3_cfg, execution_id=rec.execution_id, workflow_id="wf-rec",
-                                       attempt=StepAttempt("a", "action", 0, "completed", attempt=2))
+        first = step_recording.record_step(conn, s3_cfg, execution_id=rec.execution_id, workflow_id="wf-rec",
+                                           attempt=StepAttempt("a", "action", 0, "failed", attempt=1))
+        second = step_recording.record_step(conn, s3_cfg, execution_id=rec.execution_id, workflow_id="wf-rec",
+                                            attempt=StepAttempt("a", "action", 0, "completed", attempt=2))
     assert first.parent_span_id == rec.root_span_id
     assert second.parent_span_id == first.span_id
     assert len(rec.trace_id) == 32 and len(first.span_id) == 16

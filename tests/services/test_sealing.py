@@ -8,12 +8,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from services import admin_audit, merkle, recording, sealing
+from services import admin_audit, merkle, recording, sealing, step_recording
 from services.auth import standard_webhook_signature, take
 from services.errors import RateLimited
 from services.objectstore import LocalObjectStore
 from services.payloads import PayloadConfig
-from services.recording import NewExecution, StepAttempt
+from services.recording import NewExecution
+from services.step_recording import StepAttempt
 
 
 @pytest.fixture
@@ -25,10 +26,10 @@ def sealed(fresh_database, tmp_path):
     with fresh_database.writer() as conn:
         record = recording.create_execution(conn, cfg, NewExecution(workflow_id="wf-seal", trigger_payload={"a": 1}))
         recording.start_execution(conn, execution_id=record.execution_id)
-        step = recording.record_step(conn, cfg, execution_id=record.execution_id, workflow_id="wf-seal",
-                                     attempt=StepAttempt(step_name="charge", step_type="action", seq=1,
-                                                         status="completed", input={"amount": 10},
-                                                         output={"charged": True, "id": "ch_123"}))
+        step = step_recording.record_step(conn, cfg, execution_id=record.execution_id, workflow_id="wf-seal",
+                                          attempt=StepAttempt(step_name="charge", step_type="action", seq=1,
+                                                              status="completed", input={"amount": 10},
+                                                              output={"charged": True, "id": "ch_123"}))
         recording.finish_execution(conn, execution_id=record.execution_id, status="completed")
         admin_audit.record(conn, actor="ada", action="legal_hold.set", target="wf-seal")
     with fresh_database.writer() as conn:

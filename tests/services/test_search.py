@@ -7,12 +7,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from services import events, executions, payloads, recording, search
+from services import events, executions, payloads, recording, search, step_recording
 from services.db import Database
 from services.errors import InvalidInput
 from services.objectstore import LocalObjectStore
 from services.payloads import PayloadConfig
-from services.recording import NewExecution, StepAttempt
+from services.recording import NewExecution
+from services.step_recording import StepAttempt
 from tests.services.query_plans import plan_text
 
 SECRET_PASSWORD = "zebra-Secret-4471-quokka"
@@ -39,8 +40,8 @@ def record_run(database: Database, cfg: PayloadConfig, workflow_id: str, steps: 
                                   status=step.get("status", "completed"), started_at=now, completed_at=now,
                                   input=step.get("input", recording.NO_PAYLOAD),
                                   output=step.get("output", recording.NO_PAYLOAD), error_message=step.get("error"))
-            step_ids.append(recording.record_step(conn, cfg, execution_id=rec.execution_id, workflow_id=workflow_id,
-                                                  attempt=attempt).step_id)
+            step_ids.append(step_recording.record_step(conn, cfg, execution_id=rec.execution_id,
+                                                       workflow_id=workflow_id, attempt=attempt).step_id)
         recording.finish_execution(conn, execution_id=rec.execution_id, status=status, at=now,
                                    error_message="step failed" if status == "failed" else None)
     return rec.execution_id, step_ids

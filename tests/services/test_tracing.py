@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.runtime import Runtime
-from services import events, recording, trace_export, tracing
+from services import events, recording, step_recording, trace_export, tracing
 from services.db import Database
 from services.events import IncomingEvent
-from services.recording import NewExecution, StepAttempt
+from services.recording import NewExecution
+from services.step_recording import StepAttempt
 from services.tracecontext import TraceParent, new_span_id, new_trace_id, traceparent
 from tests.fixtures.otlp import OtlpReceiver, free_port
 
@@ -57,7 +58,7 @@ def _record(database: Database, runtime: Runtime, *, finish: bool = True,
             workflow_id=wf, trigger_source="webhook", trigger_payload={"order": "A-1"}, parent=parent,
             event_id=event_id, started_at=t0))
         recording.start_execution(conn, execution_id=rec.execution_id, at=at[1])
-        spans = [recording.record_step(conn, cfg, execution_id=rec.execution_id, workflow_id=wf, attempt=s)
+        spans = [step_recording.record_step(conn, cfg, execution_id=rec.execution_id, workflow_id=wf, attempt=s)
                  for s in steps[: 4 if finish else 1]]
         if finish:
             recording.finish_execution(conn, execution_id=rec.execution_id, status="failed", at=at[7],
