@@ -8,6 +8,7 @@ import click
 from app import api_search
 from app.api_common import parse_timestamp
 from app.runtime import Runtime, load_settings, start
+from components.format import snippet_parts
 from services import opensearch, search
 from services.errors import ConfigurationError
 
@@ -20,9 +21,22 @@ def _index(runtime: Runtime) -> opensearch.OpenSearchIndex:
     return index
 
 
-@click.group("search")
+class _QueryByDefault(click.Group):
+    """`flowledger search TEXT` is `flowledger search query TEXT`: what a newcomer types first."""
+
+    def resolve_command(self, ctx: click.Context,
+                        args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            return super().resolve_command(ctx, ["query", *args])
+        return super().resolve_command(ctx, args)
+
+
+@click.group("search", cls=_QueryByDefault)
 def search_group() -> None:
-    """Free-text search over step payloads and the OpenSearch index."""
+    """Free-text search over step payloads and the OpenSearch index.
+
+    `flowledger search TEXT [OPTIONS]` is short for `flowledger search query TEXT [OPTIONS]`.
+    """
 
 
 @search_group.command("query")
@@ -49,10 +63,19 @@ def query_command(q: str, workflow_id: str | None, status: str | None, since: st
         return
     if not page["items"]:
         click.echo("no matches")
+    # links a terminal can open: the dashboard's public URL, else where `flowledger serve` listens
+    settings = runtime.settings
+    base = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
     for hit in page["items"]:
         where = " [archived]" if hit["archived"] else ""
-        click.echo(f"{hit['workflow_id']}  {hit['status']}  {hit['step_name']}  {hit['link']}{where}")
-        click.echo(f"    {hit['snippet']}")
+        click.echo(f"{hit['workflow_id']}  {hit['status']}  {hit['step_name']}  {base}{hit['link']}{where}")
+        click.echo(f"    {_terminal(hit['snippet'])}")
+
+
+def _terminal(snippet: str) -> str:
+    """A snippet for a terminal: one line (the text's values joined by ·), matches bold and underlined."""
+    return "".join(click.style(text, bold=True, underline=True) if match else text
+                   for text, match in snippet_parts(snippet)).replace("\n", " · ")
 
 
 @search_group.command("reindex")

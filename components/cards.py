@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
-from html import unescape
 from typing import Any
 
 from dash import dcc, html
 
-from components.format import format_bytes
+from components.format import format_bytes, snippet_parts
 
 TONES = ("neutral", "good", "warn", "bad")
 _STATUS_TONES = {
@@ -123,12 +121,7 @@ def _shape(value: Any, is_json: bool) -> str:
     return type(value).__name__
 
 
-_MARK = re.compile(r"<mark>(.*?)</mark>", re.DOTALL)
-
-
 def highlighted(snippet: str) -> list[Any]:
     """A search snippet (HTML-escaped text with <mark> around the matches, as the search API sends it) as
     components: the text unescaped, each match an html.Mark. No other markup is ever interpreted."""
-    parts = _MARK.split(snippet or "")
-    # split puts the marked text at odd positions
-    return [html.Mark(unescape(part)) if index % 2 else unescape(part) for index, part in enumerate(parts) if part]
+    return [html.Mark(text) if match else text for text, match in snippet_parts(snippet)]

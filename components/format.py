@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
+from html import unescape
 from typing import Any
 
 ELLIPSIS = "…"
@@ -54,3 +56,15 @@ def iso(value: Any) -> str:
     if not isinstance(value, datetime):
         return "—"
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+_MARK = re.compile(r"<mark>(.*?)</mark>", re.DOTALL)
+
+
+def snippet_parts(snippet: str | None) -> list[tuple[str, bool]]:
+    """A search snippet (HTML-escaped text with <mark> around the matches) as (text, is_match) pieces, unescaped.
+
+    No other markup is ever interpreted.
+    """
+    # split puts the marked text at odd positions
+    return [(unescape(part), bool(index % 2)) for index, part in enumerate(_MARK.split(snippet or "")) if part]

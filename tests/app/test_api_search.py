@@ -152,8 +152,16 @@ def test_cli_query_prints_matches_and_json(database, runtime, tmp_path):
     as_json = CliRunner().invoke(cli, ["search", "query", token, "--json"], env=_env(database, tmp_path))
 
     assert lines.exit_code == 0, lines.output
-    assert f"/executions/{execution}?step={step}" in lines.output
+    assert f"http://127.0.0.1:8050/executions/{execution}?step={step}" in lines.output
+    # a terminal gets the snippet as one line of plain text: no HTML tags or escapes
+    snippet = lines.output.splitlines()[1]
+    assert token in snippet and "<mark>" not in snippet and "&" not in snippet
     assert json.loads(as_json.output)["items"][0]["workflow_id"] == wf
+    # what a newcomer types first: `flowledger search TEXT` is the query command
+    short = CliRunner().invoke(cli, ["search", token, "--json"], env=_env(database, tmp_path))
+    assert short.exit_code == 0, short.output
+    assert json.loads(short.output)["items"][0]["step_id"] == json.loads(as_json.output)["items"][0]["step_id"]
+    assert "No such option" in CliRunner().invoke(cli, ["search", "--bogus"]).output
 
 
 def test_cli_reindex_sends_steps_since_a_time_with_a_progress_bar(database, runtime, tmp_path, fake):
