@@ -174,10 +174,19 @@ def user_permit(username: str, permission: str, revoke: bool) -> None:
 @click.command("seal")
 def seal_command() -> None:
     """Seal every closed hour now (the scheduler does this hourly)."""
+    now = _now()
     with _runtime() as rt, rt.database.writer() as conn:
-        created = sealing.seal_closed_periods(conn, rt.payloads.store, now=_now(),
-                                              lock_days=rt.settings.seal_lock_days)
-    click.echo(f"sealed {len(created)} period(s)")
+        created = sealing.seal_closed_periods(conn, rt.payloads.store, now=now, lock_days=rt.settings.seal_lock_days)
+        through = conn.execute(sa.text("SELECT max(period_end) FROM seals")).scalar()
+    sealed = f"; sealed through {through.astimezone(UTC):%Y-%m-%d %H:00} UTC" if through else ""
+    if created:
+        click.echo(f"sealed {len(created)} period(s){sealed}")
+        return
+    # Nothing new: say when the next hour can be sealed, so nobody reads 0 as "sealing is broken".
+    ready = sealing.period_of(now - sealing.GRACE) + sealing.PERIOD + sealing.GRACE
+    click.echo(f"nothing to seal yet{sealed}. The hour from {ready - sealing.GRACE - sealing.PERIOD:%H:00} UTC "
+               f"can be sealed from {ready:%Y-%m-%d %H:%M} UTC ({sealing.GRACE.seconds // 60} minutes after it "
+               "ends, for transactions still committing).")
 
 
 @click.command("verify")

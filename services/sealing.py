@@ -19,6 +19,8 @@ from services.payloads import PayloadConfig, load_raw
 
 log = logging.getLogger(__name__)
 PERIOD = timedelta(hours=1)
+# An hour is sealed this long after it ends: rows of transactions still committing at the hour's end get in.
+GRACE = timedelta(minutes=5)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_PERIODS_PER_RUN = 48
 LOCK_KEY = 0x5EA15EA1
@@ -119,7 +121,7 @@ def _unpack(blob: bytes) -> list[tuple[str, str, bytes]]:
 
 
 def seal_closed_periods(conn: Connection, store: ObjectStore | None, *, now: datetime,
-                        grace: timedelta = timedelta(minutes=5), lock_days: int = 0,
+                        grace: timedelta = GRACE, lock_days: int = 0,
                         max_periods: int = MAX_PERIODS_PER_RUN) -> list[int]:
     """Seal every closed hour not sealed yet, oldest first (also empty hours); returns the new seal ids."""
     conn.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))

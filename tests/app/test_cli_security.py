@@ -114,6 +114,27 @@ def test_verify_passes_untouched_and_names_all_three_tampered_rows(fresh_databas
     assert _run(["verify", "--since", "2999-01-01"], env).exit_code == 0
 
 
+def test_seal_says_when_the_open_hour_can_be_sealed_and_then_how_far_it_sealed(fresh_database, tmp_path,
+                                                                               monkeypatch):
+    fresh_database.migrate()
+    now = datetime.now(UTC)  # before the rows, so the rows' hour is never a closed one at `now`
+    cfg = PayloadConfig(store=LocalObjectStore(tmp_path / "objects"), train_dictionaries=False)
+    with fresh_database.writer() as conn:
+        recording.create_execution(conn, cfg, NewExecution(workflow_id="wf-seal-cli"))
+    env = _env(fresh_database, tmp_path)
+    monkeypatch.setattr("app.cli_security._now", lambda: now)
+    waiting = _run(["seal"], env)
+    hour = sealing.period_of(now - sealing.GRACE)  # the hour still open for sealing at `now`
+    ready = hour + sealing.PERIOD + sealing.GRACE
+    assert waiting.exit_code == 0 and waiting.output.startswith("nothing to seal yet."), waiting.output
+    assert f"The hour from {hour:%H:00} UTC can be sealed from {ready:%Y-%m-%d %H:%M} UTC" in waiting.output
+    later = now + timedelta(hours=2)
+    monkeypatch.setattr("app.cli_security._now", lambda: later)
+    done = _run(["seal"], env)
+    through = sealing.period_of(later - sealing.GRACE)
+    assert re.match(rf"sealed \d+ period\(s\); sealed through {through:%Y-%m-%d %H:00} UTC", done.output), done.output
+
+
 def test_config_output_never_shows_secrets(tmp_path):
     env = {"FLOWLEDGER_SECRET_KEY": "session-signing-key-xyz", "DATABASE_URL": "postgresql://u:db-pw-123@h/d",
            "FLOWLEDGER_SMTP_PASSWORD": "smtp-pw-456", "FLOWLEDGER_DATA_DIR": str(tmp_path)}
