@@ -177,6 +177,9 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except FlowledgerError as exc:
         click.echo(f"flowledger: error: {exc}", err=True)
+        for problem in getattr(exc, "problems", ()):  # every reason, not only how many there are
+            if problem != str(exc):
+                click.echo(f"  - {problem}", err=True)
         sys.exit(2)
     except SystemExit:
         raise

@@ -89,11 +89,17 @@ def list_command() -> None:
     runtime = start(load_settings())
     try:
         with runtime.database.reader() as conn:
-            for row in workflows.list_workflows(conn):
-                trigger = row["definition"]["trigger"]["type"]
-                click.echo(f"{row['workflow_id']}  v{row['version']}  {trigger}  {row['definition']['name']}")
+            rows = workflows.list_workflows(conn)
     finally:
         runtime.close()
+    if not rows:
+        click.echo("no workflows yet: flowledger workflows apply FILE (JSON or YAML), or flowledger demo")
+        return
+    lines = [(r["workflow_id"], f"v{r['version']}", r["definition"]["trigger"]["type"], r["definition"]["name"])
+             for r in rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(3)]
+    for line in lines:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(line[:3], widths, strict=True)) + "  " + line[3])
 
 
 def _utc(value: datetime | None) -> str | None:

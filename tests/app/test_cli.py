@@ -1,6 +1,9 @@
-"""The command line: help, config redaction, migrate twice, status counts, the `workflow` alias."""
+"""The command line: help, config, migrate twice, status, the `workflow` alias, workflows list and apply errors."""
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 from click.testing import CliRunner
 
@@ -51,3 +54,31 @@ def test_status_prints_schema_version_and_row_counts(database, tmp_path):
 
 def test_the_cli_also_answers_to_the_name_workflow():
     assert shutil.which("workflow") and shutil.which("flowledger")
+
+
+def test_workflows_list_says_how_to_add_one_then_lists_them_in_columns(fresh_database, tmp_path):
+    fresh_database.migrate()
+    env = _env(fresh_database, tmp_path)
+    empty = CliRunner().invoke(cli, ["workflows", "list"], env=env)
+    assert empty.exit_code == 0 and "no workflows yet: flowledger workflows apply FILE" in empty.output
+    for workflow_id in ("deal-won", "nightly-revenue-report"):
+        definition = tmp_path / f"{workflow_id}.yaml"
+        definition.write_text(f"id: {workflow_id}\nname: {workflow_id} flow\ntrigger: {{type: manual}}\n"
+                              "steps:\n  - {name: noop, type: transform, fields: {ok: 'a'}}\n")
+        applied = CliRunner().invoke(cli, ["workflows", "apply", str(definition)], env=env)
+        assert applied.exit_code == 0, applied.output
+    listed = CliRunner().invoke(cli, ["workflows", "list"], env=env).output.splitlines()
+    assert [line.split()[:3] for line in listed] == [["deal-won", "v1", "manual"],
+                                                     ["nightly-revenue-report", "v1", "manual"]]
+    assert len({line.index(" v1 ") for line in listed}) == 1  # the version column lines up
+
+
+def test_a_rejected_definition_names_each_problem_on_stderr(fresh_database, tmp_path):
+    fresh_database.migrate()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("id: bad\ntrigger: {type: manual}\nsteps:\n  - {name: noop, type: transform, fields: {ok: [1]}}\n")
+    result = subprocess.run([sys.executable, "-m", "app", "workflows", "apply", str(bad)], capture_output=True,
+                            text=True, env={**os.environ, **_env(fresh_database, tmp_path)}, timeout=120)
+    assert result.returncode == 2
+    assert "workflow definition has 2 problem(s)" in result.stderr
+    assert "  - name: Field required" in result.stderr and "  - steps.0.fields.ok: " in result.stderr
