@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from app.runtime import load_settings, start
+from components.format import iso
 from services import replay, replay_queue, workflows
 from services.runner import Runner
 
@@ -27,9 +28,11 @@ from services.runner import Runner
 @click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
 @click.option("--force", is_flag=True, help="Include events already fixed by an earlier replay.")
 @click.option("--workers", default=4, show_default=True, type=click.IntRange(1, 64))
+@click.option("--json", "as_json", is_flag=True, help="Print the dry-run plan as JSON.")
 def replay_command(since: datetime | None, until: datetime | None, source_system: str | None,
                    event_type: str | None, workflow_id: str | None, status: str | None, event_ids: tuple[str, ...],
-                   reason: str | None, requested_by: str, dry_run: bool, force: bool, workers: int) -> None:
+                   reason: str | None, requested_by: str, dry_run: bool, force: bool, workers: int,
+                   as_json: bool) -> None:
     """Replay a selection of stored events through the router; steps that already succeeded are skipped."""
     selection = replay.parse_selection({
         "since": _utc(since), "until": _utc(until), "source_system": source_system, "event_type": event_type,
@@ -38,7 +41,8 @@ def replay_command(since: datetime | None, until: datetime | None, source_system
     try:
         if dry_run:
             with runtime.database.reader() as conn:
-                click.echo(json.dumps(replay.plan(conn, selection, force=force), indent=2, default=str))
+                planned = replay.plan(conn, selection, force=force)
+            click.echo(json.dumps(planned, indent=2, default=str) if as_json else _plan_text(planned))
             return
         settings = runtime.settings
         runner = Runner(runtime.database, runtime.payloads, threads=settings.runner_threads,
@@ -61,6 +65,23 @@ def replay_command(since: datetime | None, until: datetime | None, source_system
         click.echo(json.dumps({"replay_id": str(queued["replay_id"]), **progress}))
     finally:
         runtime.close()
+
+
+def _plan_text(planned: dict) -> str:
+    """The dry run for a person: how many events, then per workflow which steps would run again."""
+    lines = [f"dry run, nothing changed: {planned['count']:,} event(s) would be replayed"]
+    for wf in planned["workflows"]:
+        lines += ["", f"{wf['workflow_id']} v{wf['version']}: {wf['events']:,} event(s)",
+                  f"  {'step':<28} {'runs again':>10} {'skipped':>8}  side effect"]
+        lines += [f"  {step['name']:<28} {step['rerun']:>10,} {step['skipped']:>8,}  "
+                  f"{'yes' if step['side_effect'] else 'no'}" for step in wf["steps"]]
+    if planned["sample"]:
+        lines += ["", "first events:"]
+        lines += [f"  {e['event_id']}  {e['source_system']}/{e['event_type'] or '-'}  "
+                  f"received {iso(e['received_at'])}  {e['status']}" for e in planned["sample"][:5]]
+    if planned["count"]:
+        lines += ["", "to replay them, run the same command without --dry-run and with --reason '...'"]
+    return "\n".join(lines)
 
 
 @click.group("workflows")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -40,9 +41,14 @@ def test_cli_applies_a_workflow_plans_and_replays_failed_events(database, runtim
         runner.shutdown(wait=False)
     downstream.statuses["/notify"] = 200
 
-    planned = CliRunner().invoke(cli, ["replay", "--source", source, "--status", "failed", "--dry-run"], env=env)
+    planned = CliRunner().invoke(cli, ["replay", "--source", source, "--status", "failed", "--dry-run", "--json"],
+                                 env=env)
     assert planned.exit_code == 0, planned.output
     assert json.loads(planned.output)["count"] == 3
+    readable = CliRunner().invoke(cli, ["replay", "--source", source, "--status", "failed", "--dry-run"], env=env)
+    assert readable.output.startswith("dry run, nothing changed: 3 event(s) would be replayed")
+    assert f"{workflow_id} v1: 3 event(s)" in readable.output
+    assert re.search(r"^  notify\s+3\s+0  yes$", readable.output, re.M), readable.output
     done = CliRunner().invoke(cli, ["replay", "--source", source, "--status", "failed", "--reason", "fixed",
                                     "--workers", "2"], env=env)
     assert done.exit_code == 0, done.output
