@@ -14,7 +14,7 @@ from app.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE_MODULES = ("pages.overview", "pages.executions", "pages.execution", "pages.events", "pages.event",
-                "pages.dlq", "pages.workflows")
+                "pages.dlq", "pages.workflows", "pages.not_found_404")
 # The plotly.js basic build (MIT): not a page script, fetched by the first dcc.Graph that mounts.
 PLOTLY_ASSET = "plotly-basic.min.js"
 # Scripts Dash puts on every page that no page here needs:

@@ -84,6 +84,7 @@ def a_failed_execution(served: ServedApp) -> dict:
     ("/events", "events", ".ag-row"),
     ("/dlq", "dlq", "#dlq-groups table"),
     ("/workflows", "workflows", "#workflow-order-sync"),
+    ("/dead-letters", "not-found", "#not-found-page a[href='/executions']"),
 ])
 def test_each_page_renders_without_console_errors(page, path, name, marker):
     page.goto(path)
