@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import textwrap
-import unicodedata
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -12,7 +11,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from components import theme
+from components import theme, timeline_layout, timeline_notes
 from components.format import format_duration, truncate
 
 TIMELINE_COLUMNS = (
@@ -31,12 +30,8 @@ TIMELINE_COLUMNS = (
 # normal runs would light up amber by definition, so the bar turns amber from 1.5x p95.
 SLOW_FACTOR = 1.5
 MAX_ERROR_ANNOTATIONS = 50
-ERROR_TEXT_LIMIT = 80
 LABEL_LIMIT = 40
 CRITICAL_LINE_WIDTH = 2.5
-_MARGIN_PX = 150
-TICK_FONT_PX = 11
-_TICK_GAP_PX = 14
 
 OFF_PATH_OPACITY = 0.6
 # category -> (legend name, fill, text colour, critical-path outline: a darker shade of the fill)
@@ -78,8 +73,8 @@ def execution_timeline(
     labels = list(dict.fromkeys(frame.sort_values(["seq", "attempt"])["label"]))
     traces = [_backoff_trace(frame)]
     traces += [_bar_trace(frame[frame["category"] == category], category) for category in CATEGORIES]
-    layout = _layout(labels, height_per_row)
-    layout["annotations"] = _annotations(frame, max_annotations)
+    layout = timeline_layout.figure_layout(labels, height_per_row)
+    layout["annotations"] = timeline_notes.annotations(frame, max_annotations, slowest=_slowest_step(frame))
     # Built as plain dicts and validated once here: add_trace/add_annotation/update_layout on a growing figure
     # re-walk it on every call, which was most of the server's time for a 150-row window.
     return go.Figure(data=[t for t in traces if t is not None], layout=layout)
@@ -248,155 +243,4 @@ def _backoff_trace(frame: pd.DataFrame) -> dict | None:
         hovertext=hover,
         hovertemplate="%{hovertext}<extra></extra>",
         width=0.5,
-    )
-
-
-def _annotations(frame: pd.DataFrame, limit: int) -> list[dict]:
-    """Inline error text at the end of each failing row (capped), the slowest marker and a legend note."""
-    slowest = _slowest_step(frame)
-    rows = _error_rows(frame).head(limit + 1)
-    notes: list[dict] = []
-    for row in rows.head(limit).itertuples():
-        is_slowest = row.step_id == slowest
-        prefix = f"slowest · {format_duration(row.total)} · " if is_slowest else ""
-        name = ("slowest;" if is_slowest else "") + f"error:{row.step_id}"
-        notes.append(_row_note(row, prefix + row.short, name=name, hover=row.full))
-    hidden = int(frame.loc[_failing(frame), "step_id"].nunique()) - limit
-    if hidden > 0:
-        notes.append(_paper_note(f"{hidden} more failing steps not annotated; hover a red bar for its error"))
-    if slowest is not None and slowest not in set(rows.head(limit)["step_id"]):
-        row = next(_row_summary(frame[frame["step_id"] == slowest]).itertuples())
-        notes.append(_row_note(row, f"◀ slowest · {format_duration(row.total)}", name="slowest"))
-    if frame["critical"].any():
-        notes.append(_paper_note("outlined bars: critical path", x=1, xanchor="right"))
-    return notes
-
-
-def _row_summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per step: its row label, the end of its last segment and its total active time."""
-    grouped = frame.groupby("step_id", sort=False)
-    return pd.DataFrame(
-        {
-            "step_id": list(grouped.groups),
-            "label": grouped["label"].first().to_numpy(),
-            "seq": grouped["seq"].first().to_numpy(),
-            "end": grouped["end"].max().to_numpy(),
-            "total": grouped["duration"].sum().to_numpy(),
-        }
-    )
-
-
-def _failing(frame: pd.DataFrame) -> pd.Series:
-    """Attempts that failed or timed out and carry an error message."""
-    return frame["status"].isin(theme.FAILED_STATUSES) & frame["error_message"].notna()
-
-
-def _error_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """Steps with an error, final failures first, each with its latest error short and in full."""
-    failed = frame[_failing(frame)]
-    if failed.empty:
-        return pd.DataFrame(columns=["step_id", "label", "seq", "end", "total", "short", "full", "final"])
-    rows = _row_summary(frame[frame["step_id"].isin(failed["step_id"])])
-    latest = failed.sort_values("attempt").groupby("step_id").last()
-    last_status = frame.sort_values("attempt").groupby("step_id")["status"].last()
-    rows["final"] = rows["step_id"].map(last_status).isin(theme.FAILED_STATUSES)
-    attempts = rows["step_id"].map(frame.groupby("step_id")["attempt"].max())
-    attempt = rows["step_id"].map(latest["attempt"])
-    error = rows["step_id"].map(latest["error_message"]).astype(str)
-    prefix = np.where(attempts > 1, "#" + attempt.astype(str) + " ", "")
-    rows["short"] = [p + truncate(text, ERROR_TEXT_LIMIT) for p, text in zip(prefix, error, strict=True)]
-    rows["full"] = error
-    return rows.sort_values(["final", "seq"], ascending=[False, True], kind="stable")
-
-
-def _row_note(row, text: str, *, name: str, hover: str | None = None) -> dict:
-    """An annotation just right of a row's last segment."""
-    return dict(
-        x=row.end,
-        y=row.label,
-        xref="x",
-        yref="y",
-        text=html.escape(text),
-        name=name,
-        hovertext=html.escape(hover) if hover else None,
-        showarrow=False,
-        xanchor="left",
-        xshift=6,
-        font={"size": 11, "color": theme.RED if "error:" in name else theme.INK},
-        bgcolor="rgba(255,255,255,0.85)",
-    )
-
-
-def _paper_note(text: str, *, x: float = 0, xanchor: str = "left") -> dict:
-    """A small caption above the plot area."""
-    return dict(
-        text=text,
-        x=x,
-        xanchor=xanchor,
-        y=1,
-        yref="paper",
-        xref="paper",
-        yanchor="bottom",
-        yshift=44,
-        showarrow=False,
-        font={"size": 11, "color": theme.MUTED},
-        name="note",
-    )
-
-
-def label_width(label: str) -> int:
-    """Pixels a tick label needs at TICK_FONT_PX, estimated per character (erring wide), no browser needed.
-
-    Estimated on the server because plotly's automargin measures every tick label, then lays the whole figure out
-    again: three times the drawing cost of a 150-row window.
-    """
-    return round(sum(_char_em(ch) for ch in label) * TICK_FONT_PX)
-
-
-def _char_em(ch: str) -> float:
-    """Width of one character in ems of a proportional sans-serif, rounded up per class."""
-    if ch in "mwMW@%" or unicodedata.east_asian_width(ch) in ("W", "F"):
-        return 1.05
-    if ch in " .,:;'|!ijlItf·-()[]{}/":
-        return 0.35
-    return 0.75 if ch.isupper() else 0.6
-
-
-def _layout(labels: list[str], height_per_row: int) -> dict:
-    """Fixed row height so the figure grows with steps; every row keeps its tick label.
-
-    No rangeslider: it redraws every bar a second time in the SVG, which was half the drawing cost of a large
-    window. Time zoom is the drag box, the scroll wheel and double-click to reset; the execution-wide overview
-    is timeline_minimap's separate small figure. Margins are fixed (no automargin), the left one wide enough
-    for the longest row label.
-    """
-    plot_height = max(len(labels) * height_per_row, 2 * height_per_row)
-    left = max((label_width(label) for label in labels), default=0) + _TICK_GAP_PX
-    return dict(
-        template=theme.register_template(),
-        height=plot_height + _MARGIN_PX,
-        barmode="overlay",
-        showlegend=True,
-        hovermode="closest",
-        margin={"t": 110, "b": 40, "l": left, "r": 24},
-        legend={"y": 1, "yref": "container", "yanchor": "top", "x": 0, "xanchor": "left"},
-        yaxis={
-            "type": "category",
-            "categoryorder": "array",
-            "categoryarray": labels,
-            "tickmode": "array",
-            "tickvals": labels,
-            "ticktext": labels,
-            "autorange": "reversed",
-            "tickfont": {"size": TICK_FONT_PX},
-            "showgrid": False,
-            "fixedrange": True,
-            "automargin": False,
-        },
-        xaxis={
-            "type": "date",
-            "side": "top",
-            "title": {"text": "time (UTC)", "font": {"size": 11}, "standoff": 6},
-            "automargin": False,
-        },
     )

@@ -10,7 +10,8 @@ import plotly.graph_objects as go
 
 from components import theme
 from components.figures import execution_timeline, timeline_window
-from components.timeline import BACKOFF_NAME, CRITICAL_LINE_WIDTH, MAX_ERROR_ANNOTATIONS, label_width
+from components.timeline import BACKOFF_NAME, CRITICAL_LINE_WIDTH, MAX_ERROR_ANNOTATIONS
+from components.timeline_layout import label_width
 from tests.components.factories import T0, attempt, frame, sequential
 
 
