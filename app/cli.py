@@ -24,9 +24,11 @@ def cli() -> None:
 @cli.command()
 def serve() -> None:
     """Start the dashboard, ingestion API and scheduler (embedded PostgreSQL unless DATABASE_URL)."""
+    from app.server import ensure_port_free
     from app.server import serve as run_server
 
     settings = load_settings()
+    ensure_port_free(settings.host, settings.port)
     runtime = _runtime(migrate=True)
     where = "embedded PostgreSQL in " + str(settings.data_dir / "pgdata") if runtime.embedded \
         else "DATABASE_URL"

@@ -2,13 +2,31 @@
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
 from app.runtime import Runtime, database_for
+from services.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Refuse at once, before the database starts, when something already listens on host:port.
+
+    Without this gunicorn retried for five seconds after the start-up banner had announced the URL.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds: TIME_WAIT is no conflict
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot listen on {host}:{port}: {exc.strerror}. Is another flowledger serve running there? Stop "
+                f"it, or choose another port: FLOWLEDGER_PORT={port + 1} flowledger serve") from None
 
 
 class FlowledgerServer(BaseApplication):

@@ -2,6 +2,7 @@
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -82,3 +83,18 @@ def test_a_rejected_definition_names_each_problem_on_stderr(fresh_database, tmp_
     assert result.returncode == 2
     assert "workflow definition has 2 problem(s)" in result.stderr
     assert "  - name: Field required" in result.stderr and "  - steps.0.fields.ok: " in result.stderr
+
+
+def test_serve_on_a_port_in_use_says_so_at_once_before_starting_the_database(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("FLOWLEDGER_") and k != "DATABASE_URL"},
+               "FLOWLEDGER_DATA_DIR": str(tmp_path / "data"), "FLOWLEDGER_PORT": str(port)}
+        done = subprocess.run([sys.executable, "-m", "app", "serve"], env=env, capture_output=True, text=True,
+                              timeout=120)
+    assert done.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
+    assert f"FLOWLEDGER_PORT={port + 1} flowledger serve" in done.stderr
+    assert not (tmp_path / "data" / "pgdata").exists()  # refused before the embedded PostgreSQL started

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import uuid
@@ -23,6 +24,12 @@ from services.step_recording import StepAttempt
 def _env(database, tmp_path, **extra):
     return {"DATABASE_URL": database.admin_url.render_as_string(hide_password=False),
             "FLOWLEDGER_DATA_DIR": str(tmp_path), **extra}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def _run(args, env, input=None):
@@ -148,7 +155,7 @@ def test_config_output_never_shows_secrets(tmp_path):
 def test_serve_refuses_a_non_loopback_bind_while_no_user_exists(fresh_database, tmp_path):
     fresh_database.migrate()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("FLOWLEDGER_")},
-           **_env(fresh_database, tmp_path), "FLOWLEDGER_HOST": "0.0.0.0", "FLOWLEDGER_PORT": "1"}
+           **_env(fresh_database, tmp_path), "FLOWLEDGER_HOST": "0.0.0.0", "FLOWLEDGER_PORT": str(_free_port())}
     done = subprocess.run([sys.executable, "-m", "app", "serve"], env=env, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 2
