@@ -29,6 +29,7 @@ def search_steps() -> Response:
     filters = {"workflow_id": args.get("workflow_id") or None, "since": parse_time(args, "since"),
                "until": parse_time(args, "until")}
     status = args.get("status") or None
+    search.check_statuses(status)
     limit = parse_limit(args, default=20, maximum=100)
     index = opensearch_index(rt)
     fallback = None

@@ -31,7 +31,7 @@ from services.step_recording import StepAttempt
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("pending", "running", *TERMINAL)
+STATUSES = recording.EXECUTION_STATUSES
 TRANSITION_COLUMNS = ("execution_id", "seq", "status", "at", "reason", "error_message", "failed_step", "detail")
 
 

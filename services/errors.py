@@ -1,4 +1,7 @@
 """Domain exceptions; the edges (REST, CLI, pages) map them to statuses, exit codes and messages."""
+from __future__ import annotations
+
+from collections.abc import Sequence
 
 
 class FlowledgerError(Exception):
@@ -51,3 +54,9 @@ class RateLimited(FlowledgerError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+def require_one_of(name: str, value: str | None, allowed: Sequence[str]) -> None:
+    """A filter that names no known value is an error, not an empty answer (a typo must not look like "none")."""
+    if value is not None and value not in allowed:
+        raise InvalidInput(f"{name} must be one of {', '.join(allowed)}, got {value!r}")

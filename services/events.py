@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from services import masking as masking_rules
-from services.errors import NotFound
+from services.errors import NotFound, require_one_of
 from services.executions import decode_cursor, encode_cursor, payload_filter
 
 STATUSES = ("received", "routed", "processed", "failed", "dead_lettered", "rejected")
@@ -161,6 +161,7 @@ def list_events(conn: Connection, *, source_system: str | None = None, event_typ
                 until: datetime | None = None, cursor: str | None = None, limit: int = 50,
                 payload: dict[str, str] | None = None) -> dict[str, Any]:
     """A page of events, newest first, with an opaque cursor; payload field conditions use the GIN index."""
+    require_one_of("processing_status", processing_status, STATUSES)
     after = decode_cursor(cursor)
     contains = json.dumps(payload_filter(payload)) if payload else None
     rows = conn.execute(sa.text(

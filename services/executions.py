@@ -10,7 +10,8 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from services.errors import InvalidInput
+from services.errors import InvalidInput, require_one_of
+from services.recording import EXECUTION_STATUSES, TRIGGER_SOURCES
 
 SEARCH_SQL = """
 SELECT s.execution_id, s.workflow_id, s.workflow_version, s.event_id, s.trigger_source, s.status,
@@ -63,6 +64,8 @@ def search(conn: Connection, *, workflow_id: str | None = None, status: str | No
     since/until bound when a run was recorded; finished_since/finished_until when it ended (what the failure
     rate and the alerts count by), each half-open.
     """
+    require_one_of("status", status, EXECUTION_STATUSES)
+    require_one_of("trigger_source", trigger_source, TRIGGER_SOURCES)
     after = decode_cursor(cursor)
     contains = payload_filter(payload) if payload else None
     sql = SEARCH_SQL.format(join="", payload=PAYLOAD_CONDITION if contains else "")

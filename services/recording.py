@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 TRIGGER_SOURCES = ("webhook", "schedule", "manual")
 TERMINAL = ("completed", "failed", "timed_out", "cancelled")
+EXECUTION_STATUSES = ("pending", "running", *TERMINAL)
 AUDIT_FOR_STATUS = {"running": "STARTED", "completed": "COMPLETED", "failed": "FAILED",
                     "timed_out": "TIMED_OUT", "cancelled": "CANCELLED"}
 NO_PAYLOAD = object()

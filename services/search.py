@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from services.browse import status_list
-from services.errors import InvalidInput
+from services.errors import InvalidInput, require_one_of
+from services.recording import EXECUTION_STATUSES
 
 # The indexed expression (migration 0017): written exactly as the GIN index is, so the planner uses it.
 # It is to_tsvector('simple', text) behind a function whose COST is what parsing really costs.
@@ -111,12 +112,19 @@ ORDER BY h.exact DESC, h.rank DESC, h.created_at DESC, h.step_id
 """
 
 
+def check_statuses(status: str | Sequence[str] | None) -> None:
+    """Each execution status filter names a real status (OpenSearch and PostgreSQL searches alike)."""
+    for one in status_list(status) or []:
+        require_one_of("status", one, EXECUTION_STATUSES)
+
+
 def search(conn: Connection, *, q: str, workflow_id: str | None = None, status: str | Sequence[str] | None = None,
            since: datetime | None = None, until: datetime | None = None, limit: int = 20) -> dict[str, Any]:
     """Steps whose extracted text matches q, ranked, each with a highlighted snippet and a timeline link.
 
     status is one execution status or several (the executions page's multi-select).
     """
+    check_statuses(status)
     sql, params = _statement(q, workflow_id=workflow_id, status=status, since=since, until=until, limit=limit)
     identifier = _identifier(params["q"])
     _settings(conn, identifier=identifier)

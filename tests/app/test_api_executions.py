@@ -172,3 +172,16 @@ def test_runs_are_listed_by_when_they_finished_and_a_bad_bound_is_422(client):
     assert sorted(i["execution_id"] for i in listed) == sorted([ids[0], ids[2]])
     bad = client.get("/api/v1/executions", query_string={"finished_since": "yesterday"})
     assert bad.status_code == 422 and "finished_since" in bad.get_json()["detail"]
+
+
+def test_a_filter_value_that_names_nothing_is_422_not_an_empty_page(client):
+    # a typo must not read as "no failed runs"
+    for path, field, value in (("/api/v1/executions", "status", "faield"),
+                               ("/api/v1/executions", "trigger_source", "cron"),
+                               ("/api/v1/events", "processing_status", "dead"),
+                               ("/api/v1/search", "status", "exploded")):
+        answer = client.get(path, query_string={field: value, "q": "anything"})
+        problem = answer.get_json()
+        assert answer.status_code == 422 and answer.content_type == "application/problem+json", (path, problem)
+        assert problem["detail"].startswith(f"{field} must be one of ") and repr(value) in problem["detail"]
+    assert client.get("/api/v1/executions", query_string={"status": "failed"}).status_code == 200
