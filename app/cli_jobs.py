@@ -43,9 +43,10 @@ def prune_command(dry_run: bool, days: int | None, workflow_id: str | None, as_j
     for workflow, counters in sorted(report.workflows.items()):
         for key, value in sorted(counters.items()):
             click.echo(f"{workflow[:31]:<32}{key:<22}{value:>10}")
+    busy = f" ({len(report.partitions_busy)} busy, left for the next run)" if report.partitions_busy else ""
     click.echo(f"archives written {report.archives_written} ({report.archive_bytes} bytes); moved to GLACIER_IR "
                f"{report.tiered_to_glacier}; archives deleted {report.archives_deleted}; audit events deleted "
-               f"{report.audit_events_deleted}; partitions dropped {len(report.partitions_dropped)}; "
+               f"{report.audit_events_deleted}; partitions dropped {len(report.partitions_dropped)}{busy}; "
                f"longest transaction {report.longest_transaction_ms} ms")
 
 

@@ -62,6 +62,8 @@ class PruneReport:
     logs_deleted: int = 0
     payload_rows_deleted: int = 0
     partitions_dropped: list[str] = field(default_factory=list)
+    # Due partitions left for the next run because their table stayed busy (see retention_expiry.drop_partitions).
+    partitions_busy: list[str] = field(default_factory=list)
     transactions: int = 0
     longest_transaction_ms: float = 0.0
     # Per kind of transaction (see KINDS), so a long one can be traced to the step that held it.
@@ -103,11 +105,11 @@ class _BatchSize:
 
 
 @contextlib.contextmanager
-def tx(database: Database, report: PruneReport, kind: str) -> Iterator[Connection]:
+def tx(database: Database, report: PruneReport, kind: str, *, lock_timeout_ms: int = 5000) -> Iterator[Connection]:
     """A short maintainer transaction, timed by kind so a run can prove none was long (and say which was)."""
     started = time.perf_counter()
     with database.maintainer() as conn:
-        conn.execute(sa.text("SET LOCAL lock_timeout = '5s'"))
+        conn.execute(sa.text(f"SET LOCAL lock_timeout = '{int(lock_timeout_ms)}ms'"))
         conn.execute(sa.text("SET LOCAL statement_timeout = '60s'"))
         yield conn
     report.timed(kind, (time.perf_counter() - started) * 1000)

@@ -193,6 +193,28 @@ def test_a_partition_is_dropped_when_all_its_rows_are_archived_or_expired(db: Da
     assert report.payload_rows_deleted == 0, "rows left with their partition, not one by one"
 
 
+def test_a_due_partition_whose_table_stays_busy_is_left_for_the_next_run_not_waited_on(
+        db: Database, cfg: PayloadConfig) -> None:
+    with db.writer() as conn:
+        make_workflow(conn, "gone", retention_days=365)
+        ids = [record_run(conn, cfg, "gone", seed=i) for i in range(2)]
+    month = (datetime.now(UTC).replace(day=1) - timedelta(days=40)).replace(day=15)
+    old = f"payloads_y{month:%Y}m{month:%m}"
+    with db.admin() as conn:
+        conn.execute(sa.text("UPDATE payloads SET created_at = :m WHERE execution_id = ANY(:ids)"),
+                     {"m": month, "ids": ids})
+    # A reader in the middle of a long transaction on the old partition: DROP TABLE cannot have its lock.
+    with db.admin() as reader:
+        reader.execute(sa.text(f"SELECT count(*) FROM {old}")).scalar()
+        report = retention.prune(db, cfg, now=datetime.now(UTC) + AHEAD)
+        assert old in report.partitions_busy and old not in report.partitions_dropped
+    with db.admin() as conn:
+        assert conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": old}).scalar() is not None
+    # the reader is gone: the next run drops it
+    later = retention.prune(db, cfg, now=datetime.now(UTC) + AHEAD)
+    assert old in later.partitions_dropped and later.partitions_busy == []
+
+
 def test_placing_a_legal_hold_records_who_and_when_in_a_new_workflow_version(db: Database, cfg: PayloadConfig) -> None:
     with db.writer() as conn:
         make_workflow(conn, "case", retention_days=30)
