@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -182,6 +183,9 @@ def list_events(conn: Connection, *, source_system: str | None = None, event_typ
     return {"items": items, "next_cursor": next_cursor}
 
 
+_RISKY_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+
+
 def _parse(body: bytes, *, max_depth: int) -> tuple[str | None, Any, str | None]:
     """(text, JSON value, None) for a storable JSON body, else (text or None, None, reason)."""
     try:
@@ -197,8 +201,9 @@ def _parse(body: bytes, *, max_depth: int) -> tuple[str | None, Any, str | None]
         value = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         return text, None, f"body is not JSON: {exc}"
-    # NUL and lone surrogates can only come from \u escapes (JSON forbids raw control characters).
-    if "\\u" not in text:
+    # NUL and lone surrogates can only come from \u0000 and \uD800-\uDFFF escapes (JSON forbids raw control
+    # characters): a body without one skips the walk, which cost 0.15 ms for 2 KB with escaped accents.
+    if _RISKY_ESCAPE.search(text) is None:
         return text, value, None
     problem = _jsonb_incompatibility(value)
     return (text, None, problem) if problem else (text, value, None)

@@ -75,3 +75,24 @@ def test_no_character_past_u_ffff_normalises_into_part_of_an_ascii_name():
     """may_apply reads text without any of _FOLDS_TO_ASCII like its bytes; it lists the BMP only."""
     assert not [c for c in range(0x10000, 0x110000)
                 if chr(c).isspace() or any(x.isascii() for x in chr(c).casefold())]
+
+
+def test_casefolding_never_makes_or_removes_a_separator():
+    """may_apply casefolds text without separators outside ASCII first, then drops ASCII separators as bytes."""
+    separators = {"-", "_"} | {chr(c) for c in range(0x3001) if chr(c).isspace()}
+    assert not [c for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF
+                and ((chr(c) in separators) != any(x in separators for x in chr(c).casefold())
+                     or (chr(c) in separators and chr(c).casefold() != chr(c)))]
+
+
+@pytest.mark.parametrize("text,found", [
+    ('{"Straße": "Hauptstraße 5", "note": "x"}', False),
+    ('{"Straße": "Hauptstraße 5", "PASS-WORD": "hunter2"}', True),
+    ('{"Straße": 1, "ﬁle": 2, "\u212aey": 3}', False),  # K (Kelvin) + ey is "key", not a rule
+    ('{"Straße": 1, "access\u00a0token": "hunter2"}', True),  # a separator outside ASCII: the full path
+])
+def test_text_with_characters_that_fold_into_ascii_is_judged_like_the_walk(text, found):
+    keys = ("password", "access_token", "token")
+    assert may_apply(text, keys) is found
+    value = json.loads(text)
+    assert (mask_payload(value, keys=keys) != value) is found
