@@ -55,7 +55,8 @@ def prune_command(dry_run: bool, days: int | None, workflow_id: str | None, as_j
 @click.option("--value", required=True, help="The data subject's value to erase.")
 @click.option("--dry-run", is_flag=True, help="List what would be erased; change nothing.")
 @click.option("--by", "requested_by", default="cli", help="Who asked (recorded in the ERASED audit events).")
-def erase_command(subject_field: str, value: str, dry_run: bool, requested_by: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the plan or the result as JSON.")
+def erase_command(subject_field: str, value: str, dry_run: bool, requested_by: str, as_json: bool) -> None:
     """GDPR erasure: remove a subject's payloads everywhere; keep metadata and record ERASED."""
     runtime = _runtime()
     try:
@@ -63,7 +64,22 @@ def erase_command(subject_field: str, value: str, dry_run: bool, requested_by: s
                              requested_by=requested_by, dry_run=dry_run)
     finally:
         runtime.close()
-    click.echo(json.dumps(plan.as_dict(), indent=2, default=str))
+    click.echo(json.dumps(plan.as_dict(), indent=2, default=str) if as_json else _erasure_text(plan))
+
+
+def _erasure_text(plan: erasure.ErasurePlan) -> str:
+    """The erasure for a person: what was (or would be) removed, then the ids it concerns."""
+    head = "dry run, nothing changed: would erase" if plan.dry_run else f"erasure {plan.erasure_id}: erased"
+    lines = [f"{head} the payloads of {len(plan.execution_ids):,} execution(s) and {len(plan.event_ids):,} "
+             f"event(s) whose {plan.subject_field} matches, and their copies in {len(plan.archive_uris):,} "
+             "archive(s); ids, times, statuses and the audit trail stay"]
+    if not plan.dry_run:
+        lines.append(f"payloads removed {plan.payloads_removed:,}; objects deleted {plan.objects_deleted:,}")
+    if plan.unreadable_archives:
+        lines.append(f"WARNING: {len(plan.unreadable_archives)} archive(s) could not be read and were not checked:")
+        lines += [f"  {uri}" for uri in plan.unreadable_archives]
+    lines += [f"execution {e}" for e in plan.execution_ids] + [f"event {e}" for e in plan.event_ids]
+    return "\n".join(lines)
 
 
 @click.group("report")

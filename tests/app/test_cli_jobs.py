@@ -65,11 +65,16 @@ def test_prune_with_days_archives_one_workflow_and_status_shows_the_tiers(databa
 
 def test_erase_dry_run_lists_the_subjects_executions(database: Database, tmp_path: Path) -> None:
     workflow_id = _workflow(database, tmp_path)
+    env = _env(database, tmp_path)
     result = CliRunner().invoke(cli, ["erase", "--subject-field", "customer.email", "--value",
-                                      f"{workflow_id}@example.com", "--dry-run"], env=_env(database, tmp_path))
+                                      f"{workflow_id}@example.com", "--dry-run", "--json"], env=env)
     assert result.exit_code == 0, result.output
     plan = json.loads(result.output)
     assert plan["dry_run"] is True and len(plan["executions"]) == 1
+    readable = CliRunner().invoke(cli, ["erase", "--subject-field", "customer.email", "--value",
+                                        f"{workflow_id}@example.com", "--dry-run"], env=env)
+    assert readable.output.startswith("dry run, nothing changed: would erase the payloads of 1 execution(s)")
+    assert f"execution {plan['executions'][0]}" in readable.output
 
 
 def test_jobs_run_runs_a_named_job_and_records_it(database: Database, tmp_path: Path) -> None:
