@@ -61,6 +61,16 @@ def _statuses(value: str | list[str] | None) -> list[str] | None:
     return [part.strip() for part in parts if part and part.strip()] or None
 
 
+def _unknown(statuses: list[str] | None, trigger: str | None) -> str | None:
+    """What in the URL names no status or trigger the filters know, as a message; None when all is known."""
+    bad = [s for s in statuses or [] if s not in STATUSES]
+    if bad:
+        return f"Status: “{', '.join(bad)}” is not a status; choose from {', '.join(STATUSES)}"
+    if trigger and trigger not in TRIGGERS:
+        return f"Trigger: “{trigger}” is not a trigger; choose from {', '.join(TRIGGERS)}"
+    return None
+
+
 def _time(key: str, value: str | None) -> datetime | None:
     """A filter time, None when blank; a malformed one raises with the box it came from."""
     moment = parse_time(value)
@@ -122,6 +132,9 @@ def update_executions_grid(request, page_filters=None):
         times = {key: _time(key, filters.get(key)) for key in TIME_FILTERS}
     except ValueError as exc:  # a mistyped time must not quietly widen the list to every run
         return grids.rows_response([], 0), str(exc)
+    unknown = _unknown(_statuses(filters.get("status")), filters.get("trigger_source"))
+    if unknown:  # a status the dropdown cannot show would filter invisibly: say so instead of "no executions"
+        return grids.rows_response([], 0), unknown
     try:
         with db.reader() as conn:
             page = browse.executions_page(

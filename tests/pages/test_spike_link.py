@@ -107,6 +107,18 @@ def test_a_malformed_time_is_an_inline_error_and_lists_nothing(app, pages, key, 
     assert count.startswith(f"{label} (UTC): “2011-06-14T25:00” is not a time")
 
 
+@pytest.mark.parametrize(("filters", "message"), [
+    ({"status": "failed,faield"}, "Status: “faield” is not a status; choose from completed, failed"),
+    ({"trigger_source": "cron"}, "Trigger: “cron” is not a trigger; choose from webhook, schedule, manual"),
+])
+def test_a_status_or_trigger_the_filters_cannot_show_is_an_inline_error_not_an_empty_list(app, pages, filters,
+                                                                                          message):
+    # the dropdown drops a value it does not offer, so the filter would be invisible and the list empty
+    with app.test_request_context():
+        response, count = pages.executions.update_executions_grid({"startRow": 0, "endRow": 100}, filters)
+    assert response["rowData"] == [] and count.startswith(message)
+
+
 def test_apply_puts_the_finished_window_and_every_chosen_status_in_the_url(pages):
     def apply() -> str:
         context_value.set(AttributeDict(triggered_inputs=[{"prop_id": "executions-apply.n_clicks", "value": 1}]))
