@@ -73,6 +73,9 @@ def _bulk_replay() -> html.Details:
 def update_events_grid(request, selection):
     # the page's own filters come from its store: the grid context can lag behind on the first request
     f = {**grids.to_filters(request, columns=COLUMNS), **{k: v for k, v in (selection or {}).items() if v}}
+    if f.get("status") and f["status"] not in EVENT_STATUSES:  # the dropdown cannot show it: say so
+        return grids.rows_response([], 0), (f"Status: “{f['status']}” is not an event status; choose from "
+                                            f"{', '.join(EVENT_STATUSES)}")
     try:
         with db.reader() as conn:
             page = browse.events_page(conn, offset=f["offset"], limit=f["limit"], sort=f["sort"],

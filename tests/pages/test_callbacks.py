@@ -102,6 +102,14 @@ def test_an_unknown_execution_is_an_inline_error_not_a_blank_page(app, pages):
     assert "Execution not found" in text_of(header) and all(r is dash.no_update for r in rest) and body_hidden is True
 
 
+def test_an_events_status_the_dropdown_cannot_show_is_an_inline_message_not_an_empty_list(app, pages):
+    with app.test_request_context():
+        response, count = pages.events.update_events_grid({"startRow": 0, "endRow": 100}, {"status": "dead"})
+        _, known = pages.events.update_events_grid({"startRow": 0, "endRow": 100}, {"status": "dead_lettered"})
+    assert response["rowData"] == [] and count.startswith("Status: “dead” is not an event status; choose from ")
+    assert "is not" not in str(known)
+
+
 def test_dead_letters_and_workflows_render(app, pages):
     with app.test_request_context():
         dlq = pages.dlq.update_dlq_groups("dlq-groups")
