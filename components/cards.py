@@ -69,6 +69,12 @@ def empty_state(title: str, body: str, *, code: str | None = None) -> html.Div:
     return html.Div(children, className="fl-empty")
 
 
+def input_problem(message: str) -> html.Div:
+    """What is wrong with what the user asked for (a filter, a period): to correct, not a failure of the product."""
+    return html.Div([html.Strong("Check the input: "), html.Span(message)], className="fl-banner fl-banner--warn",
+                    role="alert")
+
+
 def error_state(message: str) -> html.Div:
     """An inline error box that replaces one panel, never the whole page."""
     return html.Div([html.Strong("Something went wrong. "), html.Span(message)], className="fl-error", role="alert")

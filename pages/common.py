@@ -12,8 +12,8 @@ from uuid import UUID
 from dash import html
 from flask import current_app, request
 
-from components.cards import error_state
-from services.errors import FlowledgerError
+from components.cards import error_state, input_problem
+from services.errors import FlowledgerError, InvalidInput
 from services.payloads import PayloadConfig
 
 log = logging.getLogger(__name__)
@@ -46,12 +46,13 @@ def panel_errors(count: int = 1) -> Callable:
         def inner(*args: Any, **kwargs: Any) -> Any:
             try:
                 return fn(*args, **kwargs)
+            except InvalidInput as exc:  # the user's to correct: said as such, not as "something went wrong"
+                box = input_problem(str(exc))
             except FlowledgerError as exc:
-                message = str(exc)
+                box = error_state(str(exc))
             except Exception as exc:  # a panel shows the failure; the rest of the page keeps working
                 log.exception("dashboard callback %s failed", fn.__name__)
-                message = f"{type(exc).__name__}: {exc}"
-            box = error_state(message)
+                box = error_state(f"{type(exc).__name__}: {exc}")
             return box if count == 1 else (box, *([None] * (count - 1)))
         return inner
     return wrap

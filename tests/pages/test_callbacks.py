@@ -57,6 +57,13 @@ def test_overview_for_a_custom_period_shows_the_failure_and_the_alert_banner(app
     assert f"at least {pages.overview.metrics.ALERT_MIN_EXECUTIONS} finished runs" in text
 
 
+def test_a_custom_period_ending_before_it_starts_asks_to_correct_it_instead_of_reporting_a_failure(app, pages):
+    with app.test_request_context():
+        shown = pages.overview.update_overview_content("custom", "2026-11-22T10:00", "2026-11-21T10:00")
+    assert " ".join(text_of(shown).split()) == "Check the input: a custom period needs a start before its end"
+    assert "fl-banner--warn" in shown.className
+
+
 def test_overview_of_an_empty_period_says_how_to_send_an_event(app, pages):
     with app.test_request_context(base_url="http://ledger.internal:9000"):
         content = pages.overview.update_overview_content("custom", "1999-01-01T00:00", "1999-01-02T00:00")
