@@ -174,8 +174,8 @@ def _drop_when_idle(database: Database, parent: str, name: str, report: PruneRep
     """Drop one partition if no row must stay, waiting only briefly for its locks; False when it stays.
 
     DROP TABLE takes ACCESS EXCLUSIVE on the partition and its parent, and while it waits for them every new
-    query on the ledger table queues behind it: ingestion would stall for as long as the wait (up to 956 ms
-    seen in the benchmark, behind autovacuum or a long reader). So each try waits DROP_LOCK_WAIT_MS at most,
+    query on the ledger table queues behind it: ingestion would stall for as long as the wait (956 ms once in
+    the benchmark, behind another session's lock). So each try waits DROP_LOCK_WAIT_MS at most,
     and a partition still busy after DROP_TRIES is left for the next run.
     """
     for attempt in range(DROP_TRIES):
@@ -191,7 +191,8 @@ def _drop_when_idle(database: Database, parent: str, name: str, report: PruneRep
         except sa.exc.OperationalError as exc:
             if not isinstance(exc.orig, psycopg.errors.LockNotAvailable):
                 raise
-            time.sleep(DROP_BACKOFF_S * 2 ** attempt)  # let the holder finish before the next short try
+            if attempt + 1 < DROP_TRIES:
+                time.sleep(DROP_BACKOFF_S * 2 ** attempt)  # let the holder finish before the next short try
     log.warning("partition %s is due but stayed busy for %d short tries; the next retention run drops it",
                 name, DROP_TRIES)
     report.partitions_busy.append(name)
