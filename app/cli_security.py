@@ -177,8 +177,8 @@ def seal_command() -> None:
     now = _now()
     with _runtime() as rt, rt.database.writer() as conn:
         created = sealing.seal_closed_periods(conn, rt.payloads.store, now=now, lock_days=rt.settings.seal_lock_days)
-        through = conn.execute(sa.text("SELECT max(period_end) FROM seals")).scalar()
-    sealed = f"; sealed through {through.astimezone(UTC):%Y-%m-%d %H:00} UTC" if through else ""
+        last = sealing.last_seal(conn)
+    sealed = f"; sealed through {last.period_end.astimezone(UTC):%Y-%m-%d %H:00} UTC" if last else ""
     if created:
         click.echo(f"sealed {len(created)} period(s){sealed}")
         return

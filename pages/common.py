@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -99,6 +99,12 @@ def field(label: str, control: Any, *, grow: bool = False) -> html.Label:
     """A labelled filter control."""
     return html.Label([html.Span(label, className="fl-field__label"), control],
                       className="fl-field" + (" fl-field--grow" if grow else ""))
+
+
+def unknown_choice(label: str, noun: str, values: Iterable[str], choices: Sequence[str]) -> str | None:
+    """A message for URL values a dropdown cannot show (it would filter invisibly); None when all are choices."""
+    bad = [v for v in values if v not in choices]
+    return f"{label}: “{', '.join(bad)}” is not {noun}; choose from {', '.join(choices)}" if bad else None
 
 
 def replay_route() -> bool:

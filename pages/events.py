@@ -6,7 +6,17 @@ from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, 
 
 from components import grids
 from components.cards import empty_state
-from pages.common import EVENT_STATUSES, curl_example, field, has_route, href, panel_errors, parse_time, parse_uuid
+from pages.common import (
+    EVENT_STATUSES,
+    curl_example,
+    field,
+    has_route,
+    href,
+    panel_errors,
+    parse_time,
+    parse_uuid,
+    unknown_choice,
+)
 from services import browse, db, replay
 
 dash.register_page(__name__, path="/events", title="Events · Flowledger", name="Events",
@@ -73,9 +83,9 @@ def _bulk_replay() -> html.Details:
 def update_events_grid(request, selection):
     # the page's own filters come from its store: the grid context can lag behind on the first request
     f = {**grids.to_filters(request, columns=COLUMNS), **{k: v for k, v in (selection or {}).items() if v}}
-    if f.get("status") and f["status"] not in EVENT_STATUSES:  # the dropdown cannot show it: say so
-        return grids.rows_response([], 0), (f"Status: “{f['status']}” is not an event status; choose from "
-                                            f"{', '.join(EVENT_STATUSES)}")
+    unknown = unknown_choice("Status", "an event status", [f["status"]] if f.get("status") else [], EVENT_STATUSES)
+    if unknown:  # the dropdown cannot show it: say so instead of an empty list
+        return grids.rows_response([], 0), unknown
     try:
         with db.reader() as conn:
             page = browse.events_page(conn, offset=f["offset"], limit=f["limit"], sort=f["sort"],

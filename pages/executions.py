@@ -8,7 +8,17 @@ from dash import Input, Output, State, callback, ctx, dcc, html
 
 from components import grids
 from components.cards import empty_state, highlighted
-from pages.common import STATUSES, TRIGGERS, curl_example, field, href, panel_errors, parse_payload, parse_time
+from pages.common import (
+    STATUSES,
+    TRIGGERS,
+    curl_example,
+    field,
+    href,
+    panel_errors,
+    parse_payload,
+    parse_time,
+    unknown_choice,
+)
 from services import browse, db
 
 try:  # free text over step payloads (issue 7); the box is left out when the module is absent
@@ -63,12 +73,8 @@ def _statuses(value: str | list[str] | None) -> list[str] | None:
 
 def _unknown(statuses: list[str] | None, trigger: str | None) -> str | None:
     """What in the URL names no status or trigger the filters know, as a message; None when all is known."""
-    bad = [s for s in statuses or [] if s not in STATUSES]
-    if bad:
-        return f"Status: “{', '.join(bad)}” is not a status; choose from {', '.join(STATUSES)}"
-    if trigger and trigger not in TRIGGERS:
-        return f"Trigger: “{trigger}” is not a trigger; choose from {', '.join(TRIGGERS)}"
-    return None
+    return (unknown_choice("Status", "a status", statuses or [], STATUSES)
+            or unknown_choice("Trigger", "a trigger", [trigger] if trigger else [], TRIGGERS))
 
 
 def _time(key: str, value: str | None) -> datetime | None:

@@ -120,6 +120,11 @@ def _unpack(blob: bytes) -> list[tuple[str, str, bytes]]:
     return out
 
 
+def last_seal(conn: Connection) -> sa.Row | None:
+    """The newest seal's period_end and root (how far the chain reaches), None before the first seal."""
+    return conn.execute(sa.text("SELECT period_end, root FROM seals ORDER BY period_end DESC LIMIT 1")).first()
+
+
 def seal_closed_periods(conn: Connection, store: ObjectStore | None, *, now: datetime,
                         grace: timedelta = GRACE, lock_days: int = 0,
                         max_periods: int = MAX_PERIODS_PER_RUN) -> list[int]:
@@ -128,7 +133,7 @@ def seal_closed_periods(conn: Connection, store: ObjectStore | None, *, now: dat
     _prepare(conn)
     if not conn.execute(sa.text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": LOCK_KEY}).scalar_one():
         return []  # another process is sealing right now
-    last = conn.execute(sa.text("SELECT period_end, root FROM seals ORDER BY period_end DESC LIMIT 1")).first()
+    last = last_seal(conn)
     closed_end = period_of(now - grace)
     start = last[0] if last else _first_period(conn, closed_end)
     prev_root = last[1] if last else None
