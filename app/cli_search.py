@@ -1,6 +1,7 @@
 """`flowledger search`: query, reindex OpenSearch with a progress bar, drain the outbox once, switch it."""
 from __future__ import annotations
 
+import difflib
 import json
 
 import click
@@ -27,6 +28,10 @@ class _QueryByDefault(click.Group):
     def resolve_command(self, ctx: click.Context,
                         args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
         if args and args[0] not in self.commands and not args[0].startswith("-"):
+            # A mistyped subcommand (`reindx`) still runs as a search, but says what was probably meant.
+            near = difflib.get_close_matches(args[0], [c for c in self.commands if c != "query"], n=1, cutoff=0.75)
+            if near:
+                click.echo(f"searching for “{args[0]}”; did you mean `flowledger search {near[0]}`?", err=True)
             return super().resolve_command(ctx, ["query", *args])
         return super().resolve_command(ctx, args)
 

@@ -162,6 +162,12 @@ def test_cli_query_prints_matches_and_json(database, runtime, tmp_path):
     assert short.exit_code == 0, short.output
     assert json.loads(short.output)["items"][0]["step_id"] == json.loads(as_json.output)["items"][0]["step_id"]
     assert "No such option" in CliRunner().invoke(cli, ["search", "--bogus"]).output
+    assert "did you mean" not in short.stderr
+    # a mistyped subcommand is searched for, and the user is told what they probably meant
+    typo = CliRunner().invoke(cli, ["search", "reindx", "--json"], env=_env(database, tmp_path))
+    assert typo.exit_code == 0, typo.output
+    assert "did you mean `flowledger search reindex`?" in typo.stderr
+    assert json.loads(typo.stdout)["items"] == []
 
 
 def test_cli_reindex_sends_steps_since_a_time_with_a_progress_bar(database, runtime, tmp_path, fake):
