@@ -33,7 +33,7 @@ def serve() -> None:
     where = "embedded PostgreSQL in " + str(settings.data_dir / "pgdata") if runtime.embedded \
         else "DATABASE_URL"
     click.echo(f"flowledger: database ready ({where}); dashboard and API on "
-               f"http://{settings.host}:{settings.port}/", err=True)
+               f"{settings.dashboard_url}/", err=True)
     try:
         from app.auth import check_serve_binding  # refuses a non-loopback bind while no user exists
         check_serve_binding(runtime, lambda line: click.echo(line, err=True))

@@ -14,14 +14,16 @@ from services import demo
 @click.option("--seed", default=7, show_default=True, type=int, help="Random seed (same seed, same story).")
 def demo_command(executions: int, days: int, seed: int) -> None:
     """Record demo workflows (CRM deal.won → invoice → email, order sync, nightly report) with failures."""
-    runtime = start(load_settings(), migrate=True)
+    settings = load_settings()
+    runtime = start(settings, migrate=True)
     try:
         with click.progressbar(length=executions, label="recording demo history", file=None) as bar:
             result = demo.fill(runtime.database.writer, runtime.payloads, executions=executions, days=days,
                                seed=seed, on_progress=bar.update)
     finally:
         runtime.close()
-    click.echo(f"recorded {result.executions} executions ({result.failed} failed) over {days} days for "
+    span = "1 day" if days == 1 else f"{days} days"
+    click.echo(f"recorded {result.executions} executions ({result.failed} failed) over {span} for "
                f"{', '.join(result.workflows)}; {result.events} webhook events, {result.dead_lettered} dead-lettered")
     click.echo(f"failure spike: {result.spike_hour:%Y-%m-%d %H:00} UTC (order-sync, pay.example.com 503)")
-    click.echo("open the dashboard: flowledger serve, then http://127.0.0.1:8050/")
+    click.echo(f"open the dashboard: flowledger serve, then {settings.dashboard_url}/")

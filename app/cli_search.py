@@ -70,7 +70,7 @@ def query_command(q: str, workflow_id: str | None, status: str | None, since: st
         click.echo("no matches")
     # links a terminal can open: the dashboard's public URL, else where `flowledger serve` listens
     settings = runtime.settings
-    base = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+    base = settings.dashboard_url
     for hit in page["items"]:
         where = " [archived]" if hit["archived"] else ""
         click.echo(f"{hit['workflow_id']}  {hit['status']}  {hit['step_name']}  {base}{hit['link']}{where}")

@@ -121,6 +121,18 @@ class Settings(BaseSettings):
     def outbox_dir(self) -> Path:
         return self.data_dir / "outbox"
 
+    @property
+    def dashboard_url(self) -> str:
+        """Where users open the dashboard: the public URL, else where serve listens (no trailing slash).
+
+        A wildcard bind (0.0.0.0, ::) is reached on this machine through loopback."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(self.host, self.host)
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
     def redacted(self) -> dict[str, Any]:
         """Every setting with secrets replaced by '***' (also passwords inside URLs)."""
         out: dict[str, Any] = {}

@@ -98,3 +98,21 @@ def test_serve_on_a_port_in_use_says_so_at_once_before_starting_the_database(tmp
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
     assert f"FLOWLEDGER_PORT={port + 1} flowledger serve" in done.stderr
     assert not (tmp_path / "data" / "pgdata").exists()  # refused before the embedded PostgreSQL started
+
+
+def test_demo_points_at_where_serve_will_listen(fresh_database, tmp_path):
+    env = {**_env(fresh_database, tmp_path), "FLOWLEDGER_PORT": "8123"}
+    result = CliRunner().invoke(cli, ["demo", "--executions", "20", "--days", "1"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "over 1 day for" in result.output
+    assert "flowledger serve, then http://127.0.0.1:8123/" in result.output
+
+
+def test_links_use_the_public_url_else_a_reachable_form_of_the_bind_address():
+    from app.settings import Settings
+
+    assert Settings(public_url="https://ledger.example.com/").dashboard_url == "https://ledger.example.com"
+    assert Settings(host="0.0.0.0", port=9000).dashboard_url == "http://127.0.0.1:9000"
+    assert Settings(host="::", port=9000).dashboard_url == "http://[::1]:9000"
+    assert Settings(host="fd00::5", port=9000).dashboard_url == "http://[fd00::5]:9000"
+    assert Settings(host="ledger.internal").dashboard_url == "http://ledger.internal:8050"
