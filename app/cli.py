@@ -24,17 +24,19 @@ def cli() -> None:
 @cli.command()
 def serve() -> None:
     """Start the dashboard, ingestion API and scheduler (embedded PostgreSQL unless DATABASE_URL)."""
+    from app import connection_budget
     from app.server import ensure_port_free
     from app.server import serve as run_server
 
     settings = load_settings()
     ensure_port_free(settings.host, settings.port)
     runtime = _runtime(migrate=True)
-    where = "embedded PostgreSQL in " + str(settings.data_dir / "pgdata") if runtime.embedded \
-        else "DATABASE_URL"
-    click.echo(f"flowledger: database ready ({where}); dashboard and API on "
-               f"{settings.dashboard_url}/", err=True)
     try:
+        connection_budget.ensure(runtime, lambda line: click.echo(line, err=True))
+        where = "embedded PostgreSQL in " + str(settings.data_dir / "pgdata") if runtime.embedded \
+            else "DATABASE_URL"
+        click.echo(f"flowledger: database ready ({where}); dashboard and API on "
+                   f"{settings.dashboard_url}/", err=True)
         from app.auth import check_serve_binding  # refuses a non-loopback bind while no user exists
         check_serve_binding(runtime, lambda line: click.echo(line, err=True))
         run_server(runtime)
