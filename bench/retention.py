@@ -13,7 +13,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -83,6 +83,17 @@ def load_batch(ctx: Context, workflow_id: str, count: int) -> None:
         # full-text and trigram entries made loading 100,000 executions take most of an hour.
         rows["steps"] = [(*row[:-1], None) for row in rows["steps"]]
         dataset.copy_rows(ctx, rows)
+        ctx.progress(f"retention batch: loaded {min(count, first + dataset.CHUNK):,}/{count:,} executions")
+
+
+def _ticker(ctx: Context, start: float) -> Callable[[str, int], None]:
+    """A prune progress callback printing how far each phase got, at most every 10 s."""
+    done: dict[str, int] = {}
+
+    def tick(phase: str, n: int) -> None:
+        done[phase] = done.get(phase, 0) + n
+        ctx.progress(f"retention: {phase} {done[phase]:,} ({time.perf_counter() - start:.0f} s)")
+    return tick
 
 
 def _payload_view(execution: dict[str, Any]) -> list[tuple]:
@@ -116,7 +127,7 @@ def run(ctx: Context) -> None:
                 before = _payload_view(inspection.get_execution(conn, cfg, sample))
             options = retention.RetentionOptions(hot_days=HOT_DAYS, glacier_days=100_000, workflow_id=workflow_id)
             start = time.perf_counter()
-            report = retention.prune(ctx.database, cfg, now=now, options=options)
+            report = retention.prune(ctx.database, cfg, now=now, options=options, progress=_ticker(ctx, start))
             seconds = time.perf_counter() - start
             archived = report.workflows.get(workflow_id, {}).get("archive_executions", 0)
             rate.product.append(archived / seconds)

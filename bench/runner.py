@@ -83,6 +83,13 @@ class Context:
         self.rows.append(row)
         return row
 
+    def progress(self, line: str, *, every: float = 10.0) -> None:
+        """Print a progress line on stderr, at most one per `every` seconds: long work must not look hung."""
+        now = time.perf_counter()
+        if now - self.extras.get("progress_shown", float("-inf")) >= every:
+            self.extras["progress_shown"] = now
+            print(f"   {line}", file=sys.stderr, flush=True)
+
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     """Wall seconds of one call and its result."""
