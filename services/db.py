@@ -91,6 +91,11 @@ class Database:
     roles: Roles = field(default_factory=Roles)
     passwords: dict[str, str | None] = field(default_factory=dict)
     pool_size: int = 10
+    # A product session left idle inside a transaction (a leaked connection, a stuck thread) is ended by the
+    # server after this long: while it stays open it holds the rollup watermark (rollups.CUTOFF_SQL waits for
+    # the oldest open writer transaction) and vacuum's horizon, so the overview's live tail would grow without
+    # bound. The product never idles in a transaction for more than milliseconds. 0 turns it off.
+    idle_transaction_timeout_s: int = 300
     _engines: dict[str, Engine] = field(default_factory=dict)
 
     def engine(self, role: str, *, autocommit: bool = False) -> Engine:
@@ -104,6 +109,9 @@ class Database:
             url = self.admin_url if role == "admin" else role_url(
                 self.admin_url, getattr(self.roles, role), self.passwords.get(role))
             options = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
+            server_options = "-c plan_cache_mode=force_custom_plan"
+            if role != "admin":  # migrations and maintenance by the admin login are left as they are
+                server_options += f" -c idle_in_transaction_session_timeout={self.idle_transaction_timeout_s * 1000}"
             # The writer skips the pre-ping (one extra round trip per check-out, 10-20% of webhook
             # throughput): a connection lost to a database restart fails one request with a 503 and
             # SQLAlchemy then discards the whole pool. pool_recycle retires connections that idle
@@ -115,7 +123,7 @@ class Database:
                               # Queries use optional filters, (:x IS NULL OR col = :x); psycopg prepares a
                               # statement after 5 runs and PostgreSQL may then switch to a generic plan that
                               # cannot drop the unused filters (60-90 ms instead of 1 ms at 100k executions).
-                              "options": "-c plan_cache_mode=force_custom_plan"})
+                              "options": server_options})
         return self._engines[key]
 
     @contextlib.contextmanager

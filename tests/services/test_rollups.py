@@ -4,6 +4,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from app.runtime import Runtime
@@ -85,3 +86,32 @@ def test_a_writer_transaction_that_has_not_written_yet_holds_the_watermark_back(
         answer = _mine(rollups.hourly_outcomes(conn, since=since, until=until), [workflow])
         raw = [tuple(r) for r in conn.execute(RAW_SQL, {"wfs": [workflow], "since": since, "until": until})]
     assert answer == sorted(raw) and raw
+
+
+def test_a_session_left_idle_in_a_transaction_is_ended_so_the_watermark_moves_on(database) -> None:
+    """A leaked writer transaction would hold the watermark (and the overview's live tail) back forever;
+    the server ends it after the idle-in-transaction timeout the product's connections carry."""
+    import time
+
+    from services.db import Database
+
+    short = Database(admin_url=database.admin_url, roles=database.roles, passwords=database.passwords,
+                     idle_transaction_timeout_s=1)
+    leaked = short.engine("writer").connect()
+    try:
+        began, pid = leaked.execute(sa.text("SELECT now(), pg_backend_pid()")).one()  # begun, then left idle
+        with short.writer() as conn:
+            assert conn.execute(rollups.CUTOFF_SQL, {"lag": 0}).scalar_one() <= began
+        deadline = time.monotonic() + 30
+        with database.autocommit("admin") as admin:  # each query sees pg_stat_activity afresh
+            while admin.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"),
+                                {"p": pid}).scalar_one():
+                assert time.monotonic() < deadline, "the idle transaction was never ended"
+                time.sleep(0.05)  # polling interval
+        with short.writer() as conn:
+            assert conn.execute(rollups.CUTOFF_SQL, {"lag": 0}).scalar_one() > began
+        with pytest.raises(sa.exc.DBAPIError):
+            leaked.execute(sa.text("SELECT 1"))
+    finally:
+        leaked.close()
+        short.dispose()
