@@ -10,7 +10,7 @@ from flask import Blueprint, Flask, Response, jsonify, redirect, request, sessio
 from app import auth
 from app.api_common import parse_limit, parse_time, parse_uuid, runtime
 from app.runtime import Runtime
-from services import admin_audit, sealing, tokens, users
+from services import admin_audit, seal_verify, tokens, users
 from services.errors import InvalidInput, RateLimited
 
 bp = Blueprint("auth", __name__)
@@ -98,7 +98,7 @@ def me() -> Response:
 def proof(execution_id: str) -> Response:
     """Merkle inclusion proofs of an execution's rows against the seals of their periods."""
     with runtime().database.reader() as conn:
-        return jsonify(sealing.inclusion_proof(conn, parse_uuid(execution_id, "execution id")))
+        return jsonify(seal_verify.inclusion_proof(conn, parse_uuid(execution_id, "execution id")))
 
 
 @bp.get("/api/v1/admin/users")

@@ -12,7 +12,7 @@ import click
 import sqlalchemy as sa
 
 from app.runtime import Runtime, load_settings, start
-from services import admin_audit, deletion, sealing, tokens, users
+from services import admin_audit, deletion, seal_verify, sealing, tokens, users
 
 
 @contextmanager
@@ -196,7 +196,7 @@ def verify_command(since: str | None, as_json: bool) -> None:
     """Recompute every seal from the rows; exit 1 naming each row added, changed or removed after sealing."""
     since_at = _parse_since(since)
     with _runtime() as rt, rt.database.reader() as conn:
-        report = sealing.verify(conn, since=since_at, store=rt.payloads.store, payloads=rt.payloads)
+        report = seal_verify.verify(conn, since=since_at, store=rt.payloads.store, payloads=rt.payloads)
     if as_json:
         click.echo(json.dumps({"ok": report.ok, "seals_checked": report.seals_checked,
                                "rows_checked": report.rows_checked, "mismatches": report.mismatches,

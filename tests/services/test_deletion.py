@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from services import deletion, inspection, recording, sealing, step_recording, users
+from services import deletion, inspection, recording, seal_verify, sealing, step_recording, users
 from services.errors import Conflict, Forbidden
 from services.objectstore import open_store
 from services.payloads import PayloadConfig
@@ -78,7 +78,7 @@ def test_force_delete_removes_rows_and_objects_keeps_audit_events_and_verify_pas
                                 {"e": execution_id}).scalar() == 0, table
         audit = inspection.audit_events(conn, execution_id)
     with database.admin() as conn:
-        report = sealing.verify(conn, store=cfg.store)
+        report = seal_verify.verify(conn, store=cfg.store)
     assert [e["event_type"] for e in audit][-1] == "DELETED"
     assert audit[-1]["metadata"]["reason"] == "customer data sent by mistake"
     assert {"CREATED", "STARTED", "COMPLETED"} <= {e["event_type"] for e in audit}
@@ -98,7 +98,7 @@ def test_tampering_next_to_an_authorised_deletion_is_still_reported(ledger):
     with database.admin() as conn:
         conn.execute(sa.text("DELETE FROM execution_transitions WHERE execution_id = :e"), {"e": tampered})
     with database.admin() as conn:
-        report = sealing.verify(conn, store=cfg.store)
+        report = seal_verify.verify(conn, store=cfg.store)
     assert not report.ok
     assert {m["key"].split(":")[0] for m in report.mismatches} == {str(tampered)}
 
@@ -199,7 +199,7 @@ def test_verify_tells_erasure_and_end_of_retention_from_tampering(ledger):
     with database.admin() as conn:
         left = conn.execute(sa.text("SELECT count(*) FROM executions WHERE workflow_id = 'wf-short'")).scalar()
     with database.admin() as conn:
-        report = sealing.verify(conn, store=cfg.store)
+        report = seal_verify.verify(conn, store=cfg.store)
     assert left == 0
     assert report.ok, report.mismatches[:5]
     assert {a["kind"] for a in report.authorised} >= {"erasure", "retention"}

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from services import admin_audit, merkle, recording, sealing, step_recording
+from services import admin_audit, merkle, recording, seal_verify, sealing, step_recording
 from services.auth import standard_webhook_signature, take
 from services.errors import RateLimited
 from services.objectstore import LocalObjectStore
@@ -40,7 +40,7 @@ def sealed(fresh_database, tmp_path):
 
 def _verify(database, store, cfg):
     with database.reader() as conn:
-        return sealing.verify(conn, store=store, payloads=cfg)
+        return seal_verify.verify(conn, store=store, payloads=cfg)
 
 
 def test_an_untouched_ledger_verifies(sealed):
@@ -99,7 +99,7 @@ def test_a_changed_row_in_the_leaves_or_a_rewritten_seal_breaks_the_chain(sealed
 def test_an_inclusion_proof_checks_one_execution_against_its_seal(sealed):
     database, _, _, ids = sealed
     with database.reader() as conn:
-        proof = sealing.inclusion_proof(conn, ids["execution"])
+        proof = seal_verify.inclusion_proof(conn, ids["execution"])
     assert proof["sealed"] and proof["valid"]
     row = next(r for r in proof["rows"] if r["table"] == "executions")
     assert merkle.verify_proof(bytes.fromhex(row["leaf"]), row["path"], row["merkle_root"])
@@ -107,7 +107,7 @@ def test_an_inclusion_proof_checks_one_execution_against_its_seal(sealed):
         conn.execute(sa.text("UPDATE steps SET error_message = 'edited' WHERE execution_id = :e"),
                      {"e": ids["execution"]})
     with database.reader() as conn:
-        assert sealing.inclusion_proof(conn, ids["execution"])["valid"] is False
+        assert seal_verify.inclusion_proof(conn, ids["execution"])["valid"] is False
 
 
 @pytest.mark.parametrize("count", range(1, 10))
