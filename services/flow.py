@@ -19,7 +19,7 @@ from services.errors import Conflict
 from services.payloads import PayloadConfig
 from services.recording import NO_PAYLOAD
 from services.step_recording import StepAttempt
-from services.workflows import ActionStep, ConditionStep, Definition, TransformStep, WaitStep
+from services.workflow_models import ActionStep, ConditionStep, Definition, TransformStep, WaitStep
 
 log = logging.getLogger(__name__)
 TERMINAL = recording.TERMINAL

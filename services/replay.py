@@ -16,7 +16,7 @@ from services import router
 from services.errors import InvalidInput, NotFound
 from services.flow import step_key
 from services.payloads import PayloadConfig
-from services.workflows import ActionStep
+from services.workflow_models import ActionStep
 
 SAMPLE_SIZE = 10
 # "failed" in a selection means every failure outcome, dead letters included (seed 001's status='failed').

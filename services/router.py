@@ -17,7 +17,7 @@ from services.db import Database
 from services.errors import InvalidInput, NotFound
 from services.payloads import PayloadConfig
 from services.recording import NewExecution
-from services.workflows import Definition, EventTrigger, ScheduleTrigger
+from services.workflow_models import Definition, EventTrigger, ScheduleTrigger
 
 REPLAY_NAMESPACE = uuid.UUID("6f1c2f0e-52a4-4d38-9a53-2b7c8f0d9e11")
 SCHEDULE_WINDOW = timedelta(minutes=2)

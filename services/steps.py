@@ -13,7 +13,7 @@ import jmespath
 import requests
 
 from services.recording import NO_PAYLOAD
-from services.workflows import TEMPLATE, ActionStep, ConditionStep, TransformStep
+from services.workflow_models import TEMPLATE, ActionStep, ConditionStep, TransformStep
 
 log = logging.getLogger(__name__)
 ACTIONS_GROUP = "flowledger.actions"
