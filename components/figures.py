@@ -28,11 +28,12 @@ _RATE_HOVER = ("%{x|%Y-%m-%d %H:%M}<br>rate %{y:.1%}<br>%{customdata[1]} failed 
                "<extra></extra>")
 
 
-def failure_rate_hourly(rates: pd.DataFrame, *, threshold: float = 0.05) -> go.Figure:
+def failure_rate_hourly(rates: pd.DataFrame, *, threshold: float = 0.05, min_runs: int | None = None) -> go.Figure:
     """Hourly failure rate as bars, a dashed alert line at `threshold` and red markers where it was crossed.
 
     A `crossed` column (metrics.failure_rate_hourly: above the line with enough runs to page) decides
-    which hours are red; without one, every hour above the line is."""
+    which hours are red; without one, every hour above the line is. When a grey bar stands above the
+    line (too few runs to page: one failure of one run is 100%), the title says why it is not red."""
     if rates.empty:
         return theme.empty_figure("No executions in this period")
     frame = rates.sort_values("hour")
@@ -69,8 +70,12 @@ def failure_rate_hourly(rates: pd.DataFrame, *, threshold: float = 0.05) -> go.F
         annotation_position="top left",
     )
     top = max(float(frame["rate"].max()), threshold) * 1.15
+    title = "Failure rate per hour"
+    if min_runs and bool(((frame["rate"] > threshold) & ~above).any()):
+        title += (f"<br><sup>grey bars above the line: fewer than {min_runs} finished runs that hour, "
+                  "so no alert</sup>")
     fig.update_layout(
-        title="Failure rate per hour",
+        title=title,
         showlegend=False,
         bargap=0.1,
         height=300,

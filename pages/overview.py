@@ -89,7 +89,7 @@ def _graph(fig, name: str) -> dcc.Graph:
 
 def _charts(data: dict) -> html.Div:
     return html.Div([
-        html.Div([_graph(figures.failure_rate_hourly(data["hourly"]), "hourly"),
+        html.Div([_graph(figures.failure_rate_hourly(data["hourly"], min_runs=metrics.ALERT_MIN_EXECUTIONS), "hourly"),
                   _graph(figures.status_counts(data["status_counts"]), "status")], className="fl-grid-2-1"),
         _graph(figures.failure_rate_daily(data["daily"]), "daily"),
         html.Div([

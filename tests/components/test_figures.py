@@ -41,6 +41,15 @@ def test_an_hour_above_the_line_with_too_few_runs_to_page_stays_grey():
     assert list(bars.marker.color) == [theme.GREY, theme.RED]
 
 
+def test_the_title_says_why_a_grey_bar_above_the_line_is_not_red():
+    quiet = hourly(1.0, 0.01).assign(executions=[1, 100], failed=[1, 1], crossed=[False, False])
+    assert "fewer than 20 finished runs" in failure_rate_hourly(quiet, min_runs=20).layout.title.text
+    # nothing to explain when every grey bar is under the line, or every bar above it is red
+    assert failure_rate_hourly(hourly(0.01, 0.02), min_runs=20).layout.title.text == "Failure rate per hour"
+    paged = hourly(0.5, 0.01).assign(crossed=[True, False])
+    assert failure_rate_hourly(paged, min_runs=20).layout.title.text == "Failure rate per hour"
+
+
 def test_a_custom_threshold_moves_and_relabels_the_alert_line():
     fig = failure_rate_hourly(hourly(0.08, 0.12), threshold=0.1)
     assert fig.layout.shapes[0].y0 == 0.1
