@@ -12,15 +12,17 @@ from uuid import UUID
 
 from sqlalchemy import Connection
 
-from services import demo_plan, events, fake_data, flow, recording, step_recording, workflows
+from services import backdating, demo_plan, events, fake_data, flow, recording, step_recording, workflows
 from services.demo_plan import WORKFLOWS, PlannedRun, WorkflowSpec
 from services.payloads import PayloadConfig
 from services.recording import NewExecution
 from services.step_recording import StepAttempt
 
-# Events can only be received "now" (the ledger's clock is not back-datable), so only the runs of the
-# last day get a real webhook event; older history looks like runs reported by an external engine.
+# The runs of the last day get a real webhook event; older history looks like runs reported by an external
+# engine. Each event is received just before its run starts when that is at or after backdating.floor() (a
+# fresh ledger); behind a rollup watermark or a seal it is received now, when the demo runs.
 EVENT_WINDOW = timedelta(hours=24)
+SENDER_LEAD = timedelta(milliseconds=150)  # how long before its run an event arrives
 BATCH = 25
 MAX_DEPTH = 64
 
@@ -51,8 +53,9 @@ def fill(open_writer: Callable[[], contextlib.AbstractContextManager[Connection]
     for start in range(0, len(runs), BATCH):
         batch = runs[start:start + BATCH]
         with open_writer() as conn:
+            earliest = backdating.floor(conn)
             for planned in batch:
-                record_run(conn, cfg, rng, planned, now=now, counts=counts)
+                record_run(conn, cfg, rng, planned, now=now, counts=counts, earliest=earliest)
         if on_progress:
             on_progress(len(batch))
     workflows = tuple(sorted({r.workflow.workflow_id for r in runs}))
@@ -89,13 +92,18 @@ def _step_definition(spec: demo_plan.StepSpec) -> dict[str, Any]:
 
 
 def record_run(conn: Connection, cfg: PayloadConfig, rng: random.Random, planned: PlannedRun, *,
-               now: datetime, counts: dict[str, int]) -> UUID:
-    """Record one planned run: its event (when recent), execution, step attempts, logs and outcome."""
+               now: datetime, counts: dict[str, int], earliest: datetime | None = None) -> UUID:
+    """Record one planned run: its event (when recent), execution, step attempts, logs and outcome.
+
+    earliest is backdating.floor() of conn's transaction: the event is received just before the run
+    when that is not earlier, else at the transaction's time."""
     workflow = planned.workflow
     payload = demo_plan.trigger_payload(rng, workflow, planned.started_at)
-    event_id = None
+    event_id, received = None, None
     if workflow.source_system and now - planned.started_at <= EVENT_WINDOW:
-        event_id = _receive(conn, workflow, payload)
+        if earliest is not None and planned.started_at - SENDER_LEAD >= earliest:
+            received = planned.started_at - SENDER_LEAD
+        event_id = _receive(conn, workflow, payload, received)
         counts["events"] += 1
     record = recording.create_execution(conn, cfg, NewExecution(
         workflow_id=workflow.workflow_id, trigger_source=workflow.trigger_source, trigger_payload=payload,
@@ -113,31 +121,33 @@ def record_run(conn: Connection, cfg: PayloadConfig, rng: random.Random, planned
     if planned.status != "completed":
         counts["failed"] += 1
     if event_id is not None:
-        _settle_event(conn, event_id, planned, execution_id, counts)
+        settled = None if received is None else min(planned.completed_at, now)
+        _settle_event(conn, event_id, planned, execution_id, counts, settled)
     return execution_id
 
 
-def _receive(conn: Connection, workflow: WorkflowSpec, payload: dict[str, Any]) -> UUID:
-    """Ingest the webhook exactly as the ingestion API would, then mark it routed."""
+def _receive(conn: Connection, workflow: WorkflowSpec, payload: dict[str, Any], received: datetime | None) -> UUID:
+    """Ingest the webhook exactly as the ingestion API would (received then, or now), then mark it routed."""
     body = json.dumps(payload, ensure_ascii=False).encode()
     result = events.ingest(conn, events.IncomingEvent(
         source_system=workflow.source_system or "demo", body=body, content_type="application/json",
         event_type=workflow.event_type, headers={"Content-Type": "application/json",
-                                                 "X-Event-Type": workflow.event_type or ""}),
+                                                 "X-Event-Type": workflow.event_type or ""}, received_at=received),
         max_depth=MAX_DEPTH)
     events.append_status(conn, event_id=result.event_id, status="routed",
-                         detail={"workflows": [workflow.workflow_id]})
+                         detail={"workflows": [workflow.workflow_id]}, at=received)
     return result.event_id
 
 
 def _settle_event(conn: Connection, event_id: UUID, planned: PlannedRun, execution_id: UUID,
-                  counts: dict[str, int]) -> None:
-    """Processed, or dead-lettered once the failing step exhausted its attempts."""
+                  counts: dict[str, int], at: datetime | None) -> None:
+    """Processed, or dead-lettered once the failing step exhausted its attempts (at the run's end, or now)."""
     if planned.status == "completed":
-        events.append_status(conn, event_id=event_id, status="processed", detail={"execution_id": str(execution_id)})
+        events.append_status(conn, event_id=event_id, status="processed",
+                             detail={"execution_id": str(execution_id)}, at=at)
         return
     counts["dead"] += 1
-    events.append_status(conn, event_id=event_id, status="dead_lettered", detail={
+    events.append_status(conn, event_id=event_id, status="dead_lettered", at=at, detail={
         "execution_id": str(execution_id), "workflow_id": planned.workflow.workflow_id,
         "failed_step": planned.failed_step, "error": planned.error, "attempts": demo_plan.MAX_ATTEMPTS})
 

@@ -34,6 +34,9 @@ class IncomingEvent:
     idempotency_key: str | None = None
     traceparent: str | None = None
     headers: Mapping[str, str] | None = None
+    # Only for history written "as of" an earlier time (the demo), at or after backdating.floor(); the
+    # ingestion API never sets it, and the ledger's own clock (created_at) is always the transaction's.
+    received_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -64,13 +67,22 @@ _COLUMNS = ("event_id, source_system, event_type, content_type, raw_body, payloa
             "idempotency_key, headers, traceparent, rejected_reason")
 _VALUES = (":id, :src, :type, :ct, :raw, CAST(:payload AS jsonb), :hash, :size, :key, CAST(:headers AS jsonb), "
            ":tp, :reason")
-_INSERT = sa.text(f"INSERT INTO events ({_COLUMNS}) VALUES ({_VALUES})")
-# The key is claimed and the event inserted by one statement: the event exists iff the claim
-# succeeded, and a concurrent claim of the same key waits for this one to commit, then stores nothing.
-_INSERT_KEYED = sa.text(
-    "WITH claim AS (INSERT INTO event_idempotency (source_system, idempotency_key, event_id) "
-    "VALUES (:src, :key, :id) ON CONFLICT DO NOTHING RETURNING event_id) "
-    f"INSERT INTO events ({_COLUMNS}) SELECT {_VALUES} FROM claim RETURNING event_id")
+
+
+def _inserts(columns: str, values: str) -> tuple[sa.TextClause, sa.TextClause]:
+    """The plain and the idempotency-keyed INSERT of an event.
+
+    The key is claimed and the event inserted by one statement: the event exists iff the claim
+    succeeded, and a concurrent claim of the same key waits for this one to commit, then stores nothing."""
+    keyed = sa.text(
+        "WITH claim AS (INSERT INTO event_idempotency (source_system, idempotency_key, event_id) "
+        "VALUES (:src, :key, :id) ON CONFLICT DO NOTHING RETURNING event_id) "
+        f"INSERT INTO events ({columns}) SELECT {values} FROM claim RETURNING event_id")
+    return sa.text(f"INSERT INTO events ({columns}) VALUES ({values})"), keyed
+
+
+_INSERT, _INSERT_KEYED = _inserts(_COLUMNS, _VALUES)
+_INSERT_AT, _INSERT_KEYED_AT = _inserts(_COLUMNS + ", received_at", _VALUES + ", :received_at")
 def parse_body(body: bytes, *, max_depth: int) -> tuple[Any, str | None]:
     """The JSON value of a body, or None and the reason it cannot be one."""
     _, value, reason = _parse(body, max_depth=max_depth)
@@ -102,14 +114,16 @@ def record(conn: Connection, event: PreparedEvent) -> IngestResult:
               "ct": incoming.content_type, "raw": incoming.body, "payload": event.jsonb,
               "hash": hashlib.sha256(incoming.body).hexdigest(), "size": len(incoming.body),
               "key": incoming.idempotency_key, "headers": json.dumps(_kept_headers(incoming.headers)),
-              "tp": incoming.traceparent, "reason": event.rejected_reason}
+              "tp": incoming.traceparent, "reason": event.rejected_reason, "received_at": incoming.received_at}
+    plain, keyed = (_INSERT, _INSERT_KEYED) if incoming.received_at is None else (_INSERT_AT, _INSERT_KEYED_AT)
     if incoming.idempotency_key:
-        if conn.execute(_INSERT_KEYED, params).first() is None:
+        if conn.execute(keyed, params).first() is None:
             return _duplicate(conn, incoming)
     else:
-        conn.execute(_INSERT, params)
+        conn.execute(plain, params)
     if event.rejected_reason:
-        append_status(conn, event_id=event.event_id, status="rejected", detail={"reason": event.rejected_reason})
+        append_status(conn, event_id=event.event_id, status="rejected", detail={"reason": event.rejected_reason},
+                      at=incoming.received_at)
     return IngestResult(event.event_id, False, "rejected" if event.rejected_reason else "received",
                         event.rejected_reason, event.payload, event.event_type)
 
@@ -120,11 +134,13 @@ def ingest(conn: Connection, incoming: IncomingEvent, *, max_depth: int,
     return record(conn, prepare(incoming, max_depth=max_depth, masking=masking))
 
 
-def append_status(conn: Connection, *, event_id: UUID, status: str, detail: dict[str, Any] | None = None) -> None:
-    """Append a processing status fact for an event."""
+def append_status(conn: Connection, *, event_id: UUID, status: str, detail: dict[str, Any] | None = None,
+                  at: datetime | None = None) -> None:
+    """Append a processing status fact for an event (at: only for history, at or after backdating.floor())."""
     conn.execute(sa.text(
-        "INSERT INTO event_status_history (event_id, status, detail) VALUES (:e, :s, CAST(:d AS jsonb))"),
-        {"e": event_id, "s": status, "d": json.dumps(detail or {}, default=str)})
+        "INSERT INTO event_status_history (event_id, status, detail, at) "
+        "VALUES (:e, :s, CAST(:d AS jsonb), COALESCE(CAST(:at AS timestamptz), now()))"),
+        {"e": event_id, "s": status, "d": json.dumps(detail or {}, default=str), "at": at})
 
 
 def get_event(conn: Connection, event_id: UUID) -> dict[str, Any]:
