@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, jsonify, redirect, request, session
 
-from app import auth
+from app import auth, csrf
 from app.api_common import parse_limit, parse_time, parse_uuid, runtime
 from app.runtime import Runtime
 from services import admin_audit, seal_verify, tokens, users
@@ -35,7 +35,7 @@ LOGIN_PAGE = """<!doctype html>
 
 def _page(message: str = "", status: int = 200, next_url: str = "/") -> Response:
     note = f'<p class="fl-error" role="alert">{escape(message)}</p>' if message else ""
-    html = LOGIN_PAGE.format(message=note, csrf=escape(auth.csrf_token()), next=escape(next_url))
+    html = LOGIN_PAGE.format(message=note, csrf=escape(csrf.token()), next=escape(next_url))
     return Response(html, status=status, mimetype="text/html")
 
 
@@ -55,7 +55,7 @@ def login_form() -> Response:
 @bp.post("/login")
 def login() -> Response:
     """Check the password (throttled), start a fresh session, go on to next."""
-    refused = auth._csrf_or_403()
+    refused = csrf.check()
     if refused is not None:
         return refused
     rt = runtime()
@@ -74,7 +74,7 @@ def login() -> Response:
     session.clear()  # a new session id-equivalent: no fixation of a pre-login session
     session.permanent = True
     session.update(uid=str(user.user_id), epoch=user.session_epoch)
-    auth.csrf_token()
+    csrf.token()
     return redirect(next_url, code=303)
 
 

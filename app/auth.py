@@ -12,13 +12,12 @@ import functools
 import ipaddress
 import logging
 import re
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from flask import Flask, Request, Response, current_app, g, redirect, request, session
 from flask.sessions import SecureCookieSessionInterface
@@ -26,9 +25,10 @@ from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
+from app import csrf
 from app.problems import problem
 from app.runtime import Runtime
-from services import admin_audit, authstate, sealing, tokens, users
+from services import admin_audit, authstate, tokens, users
 from services import auth as auth_service
 from services.errors import ConfigurationError, Forbidden, RateLimited, Unauthorized
 
@@ -40,7 +40,6 @@ PUBLIC_PREFIXES = ("/assets/", "/_dash-component-suites/")
 INGEST_PATH = re.compile(r"^/api/v1/events/[^/]+$")
 RAW_PATH = re.compile(r"^/api/v1/events/[^/]+/raw$")
 EVENT_PATH = re.compile(r"^/api/v1/events/[^/]+$")
-CSRF_COOKIE = "_csrf_token"  # the name Dash's renderer reads and echoes as the X-CSRFToken header
 
 
 @dataclass(frozen=True)
@@ -239,7 +238,7 @@ def _guard() -> Response | None:
     rt = _rt()
     if is_open(rt):
         g.principal = OPEN
-        return _same_origin_or_403() if request.method not in SAFE_METHODS else None
+        return csrf.same_origin() if request.method not in SAFE_METHODS else None
     if request.method == "POST" and INGEST_PATH.match(path):
         return None  # check_ingest authenticates ingestion with the source's token or signature
     principal = _from_bearer(rt) or _from_session(rt)
@@ -253,7 +252,7 @@ def _guard() -> Response | None:
         return problem(403, "Forbidden", "ingestion tokens may only post events and execution reports",
                        slug="forbidden")
     if request.method not in SAFE_METHODS and principal.via == "session":
-        refused = _csrf_or_403()
+        refused = csrf.check()
         if refused is not None:
             return refused
     if request.method not in SAFE_METHODS and path.startswith("/api/") and not users.role_at_least(
@@ -293,45 +292,10 @@ def _from_session(rt: Runtime) -> Principal | None:
     return Principal(name=user.username, role=user.role, via="session", user_id=str(user.user_id))
 
 
-def csrf_token() -> str:
-    """This session's CSRF token (created on first use); forms embed it, Dash echoes it from a cookie."""
-    if "csrf" not in session:
-        session["csrf"] = secrets.token_urlsafe(32)
-    return session["csrf"]
-
-
-def _csrf_or_403() -> Response | None:
-    refused = _same_origin_or_403()
-    if refused is not None:
-        return refused
-    sent = request.headers.get("X-CSRFToken") or request.headers.get("X-CSRF-Token") or request.form.get(
-        "csrf_token", "")
-    expected = session.get("csrf")
-    if not expected or not sent or not tokens.same(sent, expected):
-        return _forbidden("missing or wrong CSRF token")
-    return None
-
-
-def _same_origin_or_403() -> Response | None:
-    """Browsers say where a request comes from; a cross-site state change is refused outright."""
-    if request.headers.get("Sec-Fetch-Site") == "cross-site":
-        return _forbidden("cross-site request refused")
-    origin = request.headers.get("Origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != request.host:
-        return _forbidden("cross-origin request refused")
-    return None
-
-
-def _forbidden(detail: str) -> Response:
-    if request.path.startswith("/api/"):
-        return problem(403, "Forbidden", detail, slug="csrf")
-    return Response(f"Forbidden: {detail}\n", status=403, mimetype="text/plain")
-
-
 def _after(response: Response) -> Response:
     principal = current_principal()
-    if principal and principal.via == "session" and request.cookies.get(CSRF_COOKIE) != session.get("csrf"):
-        response.set_cookie(CSRF_COOKIE, csrf_token(), samesite="Strict", httponly=False,
+    if principal and principal.via == "session" and request.cookies.get(csrf.COOKIE) != session.get("csrf"):
+        response.set_cookie(csrf.COOKIE, csrf.token(), samesite="Strict", httponly=False,
                             secure=current_app.config["SESSION_COOKIE_SECURE"])
     if (principal and principal.via != "open" and request.method == "GET" and EVENT_PATH.match(request.path)
             and response.is_json and not users.role_at_least(principal.role, "operator")):
@@ -341,15 +305,3 @@ def _after(response: Response) -> Response:
             body.update(payload=None, headers=None, redacted="payload and headers need the operator role")
             response.set_data(current_app.json.dumps(body))
     return response
-
-
-def seal_job(rt: Runtime) -> Callable[[], list[int]]:
-    """The scheduled sealing job: seal every closed hour (one process at a time, by advisory lock)."""
-    def run() -> list[int]:
-        with rt.database.writer() as conn:
-            created = sealing.seal_closed_periods(conn, rt.payloads.store, now=now(),
-                                                  lock_days=rt.settings.seal_lock_days)
-        if created:
-            log.info("sealed %d period(s)", len(created))
-        return created
-    return run

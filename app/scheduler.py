@@ -15,7 +15,7 @@ from apscheduler.triggers.cron import CronTrigger
 from flask import Flask
 
 from app.runtime import Runtime
-from services import alerting, jobs, maintenance, notify, recovery, reports, retention, rollups
+from services import alerting, jobs, maintenance, notify, recovery, reports, retention, rollups, sealing
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,6 @@ def init_app(server: Flask, runtime: Runtime) -> BackgroundScheduler:
     # No next_run_time here: APScheduler 3 reads an explicit None as "add paused", which never ran this job.
     scheduler.add_job(lambda: maintenance.ensure_partitions(database), "interval", hours=6, id="partitions")
     scheduler.add_job(lambda: rollups.run_refresh(database), "interval", minutes=1, id="rollups")
-    from app.auth import seal_job  # the hourly tamper-evidence seal (issue 8)
     scheduler.add_job(seal_job(runtime), "interval", id="seal",
                       minutes=runtime.settings.seal_interval_minutes)
     if runtime.settings.opensearch_url:  # the outbox indexer; it takes its own advisory lock
@@ -229,3 +228,15 @@ def _lead(leader: jobs.Leader, stop: threading.Event, every: float) -> None:
         except Exception:  # the database may be restarting; try again next round
             log.exception("leader election poll failed")
         stop.wait(every)
+
+
+def seal_job(rt: Runtime) -> Callable[[], list[int]]:
+    """The scheduled sealing job: seal every closed hour (one process at a time, by advisory lock)."""
+    def run() -> list[int]:
+        with rt.database.writer() as conn:
+            created = sealing.seal_closed_periods(conn, rt.payloads.store, now=datetime.now(UTC),
+                                                  lock_days=rt.settings.seal_lock_days)
+        if created:
+            log.info("sealed %d period(s)", len(created))
+        return created
+    return run
