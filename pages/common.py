@@ -116,15 +116,12 @@ def replay_route() -> bool:
 REPLAY_JS = """
 function(n, eventId) {
     if (!n || !eventId) { return window.dash_clientside.no_update; }
-    return fetch('/api/v1/events/' + eventId + '/replay', {
-        method: 'POST', credentials: 'same-origin',
-        headers: {'Content-Type': 'application/json', 'Accept': 'application/json',
-            'X-CSRFToken': decodeURIComponent((document.cookie.match(/(?:^|; )_csrf_token=([^;]*)/) || [])[1] || '')},
-        body: JSON.stringify({reason: 'replayed from the dashboard', requested_by: 'dashboard'})
-    }).then(function(r) { return r.json().catch(function() { return {}; }).then(function(body) {
-        if (!r.ok) { return 'Replay refused (' + r.status + '): ' + (body.detail || body.title || ''); }
-        var ids = body.executions || body.execution_ids || [];
+    return window.flowledgerApi('POST', '/api/v1/events/' + eventId + '/replay',
+                                {reason: 'replayed from the dashboard', requested_by: 'dashboard'})
+      .then(function(r) {
+        if (!r.ok) { return 'Replay refused (' + r.status + '): ' + window.flowledgerApiReason(r); }
+        var ids = r.body.executions || r.body.execution_ids || [];
         return 'Replay started: ' + ids.length + ' new execution(s) ' + ids.join(', ');
-    }); }).catch(function(e) { return 'Replay failed: ' + e; });
+      });
 }
 """

@@ -57,14 +57,10 @@ clientside_callback(
     """
     function(n, selection) {
         if (!n) { return window.dash_clientside.no_update; }
-        var body = Object.assign({}, selection, {selection: selection, dry_run: false, requested_by: 'dashboard',
-                                 reason: 'dead-letter group replayed from the dashboard'});
-        return fetch('/api/v1/replays', {method: 'POST', credentials: 'same-origin',
-            headers: {'Content-Type': 'application/json', 'Accept': 'application/json',
-            'X-CSRFToken': decodeURIComponent((document.cookie.match(/(?:^|; )_csrf_token=([^;]*)/) || [])[1] || '')},
-            body: JSON.stringify(body)})
-          .then(function(r) { return r.json().then(function(b) {
-              return r.ok ? ' queued as replay ' + b.replay_id : ' refused: ' + (b.detail || r.status); }); });
+        var body = {selection: selection, dry_run: false, requested_by: 'dashboard',
+                    reason: 'dead-letter group replayed from the dashboard'};
+        return window.flowledgerApi('POST', '/api/v1/replays', body).then(function(r) {
+            return r.ok ? ' queued as replay ' + r.body.replay_id : ' refused: ' + window.flowledgerApiReason(r); });
     }
     """,
     Output({"type": "dlq-result", "group": MATCH}, "children"),

@@ -132,13 +132,9 @@ clientside_callback(
         if (!n) { return window.dash_clientside.no_update; }
         var chosen = {};
         Object.keys(selection || {}).forEach(function(k) { if (selection[k]) { chosen[k] = selection[k]; } });
-        return fetch('/api/v1/replays', {method: 'POST', credentials: 'same-origin',
-            headers: {'Content-Type': 'application/json', 'Accept': 'application/json',
-            'X-CSRFToken': decodeURIComponent((document.cookie.match(/(?:^|; )_csrf_token=([^;]*)/) || [])[1] || '')},
-            body: JSON.stringify(Object.assign({}, chosen, {selection: chosen, dry_run: false,
-                                  reason: reason || '', requested_by: 'dashboard'}))})
-          .then(function(r) { return r.json().then(function(b) { return r.ok ? b.replay_id : 'error:' +
-                (b.detail || r.status); }); });
+        return window.flowledgerApi('POST', '/api/v1/replays', {selection: chosen, dry_run: false,
+                                                                 reason: reason || '', requested_by: 'dashboard'})
+          .then(function(r) { return r.ok ? r.body.replay_id : 'error:' + window.flowledgerApiReason(r); });
     }
     """,
     Output("events-replay-id", "data"), Input("events-replay-confirm", "n_clicks"),

@@ -109,13 +109,9 @@ clientside_callback(
     function(n, executionId, reason) {
         if (!n) { return window.dash_clientside.no_update; }
         if (!reason) { return 'A reason is required.'; }
-        return fetch('/api/v1/executions/' + executionId, {method: 'DELETE', credentials: 'same-origin',
-            headers: {'Content-Type': 'application/json', 'Accept': 'application/json',
-            'X-CSRFToken': decodeURIComponent((document.cookie.match(/(?:^|; )_csrf_token=([^;]*)/) || [])[1] || '')},
-            body: JSON.stringify({reason: reason})})
-          .then(function(r) { return r.json().catch(function() { return {}; }).then(function(b) {
-              return r.ok ? 'Deleted; the audit trail keeps a DELETED event.' :
-                  'Refused (' + r.status + '): ' + (b.detail || b.title || ''); }); });
+        return window.flowledgerApi('DELETE', '/api/v1/executions/' + executionId, {reason: reason})
+          .then(function(r) { return r.ok ? 'Deleted; the audit trail keeps a DELETED event.' :
+              'Refused (' + r.status + '): ' + window.flowledgerApiReason(r); });
     }
     """,
     Output("execution-delete-result", "children"), Input("execution-delete-button", "n_clicks"),
