@@ -264,3 +264,21 @@ def test_replaying_one_event_from_its_page_starts_a_new_execution(page, served):
     detail = requests.get(f"{served.base_url}/api/v1/executions/{started}", timeout=10).json()
     assert detail["event_id"] == event["event_id"] and detail["replay_of"]
     assert page.console_errors == []
+
+
+def test_deleting_an_execution_needs_a_reason_and_says_why_the_server_refused(page, served):
+    failed = a_failed_execution(served)
+    page.goto(f"/executions/{failed['execution_id']}")
+    page.wait_for_selector("#execution-timeline", timeout=30000)
+    settle(page)
+    page.click("#execution-delete-box summary")
+    page.click("#execution-delete-button")
+    page.wait_for_function("document.querySelector('#execution-delete-result').innerText.length > 0", timeout=10000)
+    assert page.inner_text("#execution-delete-result") == "A reason is required."
+    page.fill("#execution-delete-reason", "test data")
+    page.click("#execution-delete-button")
+    page.wait_for_function("/Refused/.test(document.querySelector('#execution-delete-result').innerText)",
+                           timeout=30000)
+    # open mode has no admin holding executions.force-delete: the problem's detail is shown, nothing is deleted
+    assert "Refused (403): force-delete needs" in page.inner_text("#execution-delete-result")
+    assert requests.get(f"{served.base_url}/api/v1/executions/{failed['execution_id']}", timeout=10).ok
