@@ -22,6 +22,7 @@ from app.settings import Settings
 REQUEST_POOLS = 3  # reader, writer and ingestion pools, each kept up to threads + 2 connections
 SCHEDULER_CONNECTIONS = 4  # per worker: the leader lock and the leader's job connections
 SERVE_PROCESS = 2  # the serve process itself: the admin login used for migrations and this check
+EMBEDDED_MAX = 1000  # the most this raises the embedded server to; past that, the sizing itself is the problem
 
 
 @dataclass(frozen=True)
@@ -61,13 +62,14 @@ def ensure(runtime: Runtime, say: Callable[[str], None]) -> Budget:
         return budget
     settings = runtime.settings
     sizing = f"FLOWLEDGER_WORKERS={settings.workers} x FLOWLEDGER_THREADS={settings.threads}"
-    if runtime.embedded is None:
-        say(f"flowledger: warning: {sizing} may keep up to {budget.needed} connections open, but the database "
-            f"accepts {budget.allowed} (max_connections {budget.max_connections}); requests beyond that fail. "
-            "Raise max_connections on the server, or lower FLOWLEDGER_WORKERS or FLOWLEDGER_THREADS.")
-        return budget
     reserve = budget.max_connections - budget.allowed
     target = int(math.ceil((budget.needed + reserve + 10) / 50.0) * 50)
+    if runtime.embedded is None or target > EMBEDDED_MAX:
+        say(f"flowledger: warning: {sizing} may keep up to {budget.needed} connections open, but the database "
+            f"accepts {budget.allowed} (max_connections {budget.max_connections}); requests beyond that fail. "
+            + ("Raise max_connections on the server, or lower" if runtime.embedded is None else "Lower")
+            + " FLOWLEDGER_WORKERS or FLOWLEDGER_THREADS.")
+        return budget
     with runtime.database.autocommit("admin") as conn:  # ALTER SYSTEM refuses to run in a transaction
         conn.execute(sa.text(f"ALTER SYSTEM SET max_connections = {target}"))
     runtime.database.dispose()

@@ -83,6 +83,8 @@ def _inserts(columns: str, values: str) -> tuple[sa.TextClause, sa.TextClause]:
 
 _INSERT, _INSERT_KEYED = _inserts(_COLUMNS, _VALUES)
 _INSERT_AT, _INSERT_KEYED_AT = _inserts(_COLUMNS + ", received_at", _VALUES + ", :received_at")
+
+
 def parse_body(body: bytes, *, max_depth: int) -> tuple[Any, str | None]:
     """The JSON value of a body, or None and the reason it cannot be one."""
     _, value, reason = _parse(body, max_depth=max_depth)

@@ -52,6 +52,12 @@ def test_an_embedded_server_is_raised_to_fit_the_workers_once(tmp_path):
             assert conn.execute(sa.text("SELECT n FROM kept")).scalar_one() == 42
         again: list[str] = []
         assert connection_budget.ensure(runtime, again.append).fits and again == []
+        # a sizing no embedded server should be stretched to is left to the operator
+        runtime.settings = Settings(_env_file=None, data_dir=tmp_path, workers=64, threads=64)
+        huge: list[str] = []
+        assert not connection_budget.ensure(runtime, huge.append).fits
+        assert "Lower FLOWLEDGER_WORKERS" in huge[0]
+        assert connection_budget.measure(runtime).max_connections == budget.max_connections
     finally:
         runtime.close()
         shutil.rmtree(base, ignore_errors=True)
