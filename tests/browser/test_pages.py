@@ -217,9 +217,7 @@ def test_an_event_page_shows_its_body_hash_and_executions(page):
 
 def test_replaying_a_dead_letter_group_from_the_dashboard_queues_that_replay(page, served):
     """The dashboard's buttons call the API through assets/flowledger-api.js (JSON both ways, the CSRF header);
-    last in this module: it queues a replay of demo events."""
-    import re
-
+    it queues a replay of demo events."""
     page.goto("/dlq")
     page.wait_for_selector("#dlq-groups table", timeout=30000)
     settle(page)
@@ -282,3 +280,38 @@ def test_deleting_an_execution_needs_a_reason_and_says_why_the_server_refused(pa
     # open mode has no admin holding executions.force-delete: the problem's detail is shown, nothing is deleted
     assert "Refused (403): force-delete needs" in page.inner_text("#execution-delete-result")
     assert requests.get(f"{served.base_url}/api/v1/executions/{failed['execution_id']}", timeout=10).ok
+
+
+def test_a_signed_in_operator_uses_the_dashboard_with_the_sessions_csrf_token(browser, served):
+    """Last in this module: creating the first user ends open mode. Every Dash update and every button is then
+    a cookie-session POST that the server accepts only with the session's CSRF token echoed back."""
+    import time
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWLEDGER_") and k != "DATABASE_URL"}
+    env["FLOWLEDGER_DATA_DIR"] = str(Path(f"/tmp/fl-browser-{os.getpid()}") / "data")
+    subprocess.run([sys.executable, "-m", "app", "user", "create", "ops", "--role", "operator", "--password-stdin"],
+                   input="correct horse battery\n", env=env, check=True, capture_output=True, text=True, timeout=120)
+    deadline = time.monotonic() + 30  # workers re-check open mode every 2 s
+    while requests.get(f"{served.base_url}/api/v1/executions", timeout=10).status_code != 401:
+        assert time.monotonic() < deadline, "open mode never ended"
+        time.sleep(0.2)
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, base_url=served.base_url)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto("/dlq")
+        page.wait_for_selector("input[name=username]", timeout=30000)  # sent to sign in first
+        page.fill("input[name=username]", "ops")
+        page.fill("input[name=password]", "correct horse battery")
+        page.click("button[type=submit]")
+        page.goto("/dlq")
+        page.wait_for_selector("#dlq-groups table", timeout=30000)  # a Dash update: POST with the CSRF header
+        settle(page)
+        page.locator("#dlq-groups button", has_text="Replay").first.click()
+        page.wait_for_function(
+            "/queued as replay [0-9a-f-]{36}/.test(document.querySelector('#dlq-groups').innerText)", timeout=30000)
+        shot(page, "dlq-replay-signed-in")
+        assert errors == []
+    finally:
+        context.close()
