@@ -98,7 +98,7 @@ def weekly_command(to: tuple[str, ...], dry_run: bool) -> None:
     try:
         if dry_run:
             with runtime.database.reader() as conn:
-                summary = reports.weekly_summary(conn, now=datetime.now(UTC), public_url=runtime.settings.public_url)
+                summary = reports.weekly_summary(conn, now=datetime.now(UTC), public_url=runtime.settings.dashboard_url)
             click.echo(reports.render_text(summary))
             return
         result = run_weekly_report(runtime, datetime.now(UTC), to=list(to) or None)

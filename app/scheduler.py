@@ -44,7 +44,7 @@ def alert_config(runtime: Runtime) -> alerting.AlertConfig:
     s = runtime.settings
     return alerting.AlertConfig(threshold=s.failure_rate_threshold, min_executions=s.alert_min_executions,
                                 routing_key=s.pagerduty_routing_key.get_secret_value() if s.pagerduty_routing_key
-                                else "", public_url=s.public_url)
+                                else "", public_url=s.dashboard_url)
 
 
 def retention_options(runtime: Runtime, **overrides: Any) -> retention.RetentionOptions:
@@ -85,7 +85,7 @@ def run_weekly_report(runtime: Runtime, now: datetime, to: list[str] | None = No
     if not recipients:
         return {"skipped": "no report recipients configured (FLOWLEDGER_REPORT_RECIPIENTS)"}
     with runtime.database.reader() as conn:
-        summary = reports.weekly_summary(conn, now=now, public_url=s.public_url)
+        summary = reports.weekly_summary(conn, now=now, public_url=s.dashboard_url)
     message = reports.build_email(summary, sender=s.mail_from, to=recipients, threshold=s.failure_rate_threshold)
     with runtime.database.writer() as conn:
         notify.enqueue(conn, channel="email", payload={"to": recipients, "mime": message.as_string()}, now=now)

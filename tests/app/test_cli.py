@@ -116,3 +116,16 @@ def test_links_use_the_public_url_else_a_reachable_form_of_the_bind_address():
     assert Settings(host="::", port=9000).dashboard_url == "http://[::1]:9000"
     assert Settings(host="fd00::5", port=9000).dashboard_url == "http://[fd00::5]:9000"
     assert Settings(host="ledger.internal").dashboard_url == "http://ledger.internal:8050"
+
+
+def test_alerts_and_weekly_reports_link_to_where_serve_listens_without_a_public_url(database, tmp_path):
+    from app.runtime import Runtime
+    from app.scheduler import alert_config
+    from app.settings import Settings
+
+    runtime = Runtime(settings=Settings(_env_file=None, data_dir=tmp_path, port=9123), database=database)
+    assert alert_config(runtime).public_url == "http://127.0.0.1:9123"
+    report = CliRunner().invoke(cli, ["report", "weekly", "--dry-run"],
+                                env={**_env(database, tmp_path), "FLOWLEDGER_PORT": "9123"})
+    assert report.exit_code == 0, report.output
+    assert "http://127.0.0.1:9123/" in report.output and "localhost:8050" not in report.output
