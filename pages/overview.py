@@ -5,12 +5,14 @@ from datetime import UTC, datetime, timedelta
 
 import dash
 from dash import Input, Output, callback, dcc, html
+from flask import current_app
 
 from components import figures
 from components.cards import empty_state, kpi_card
 from components.format import format_duration, format_percent
 from pages.common import curl_example, field, panel_errors, parse_time
 from services import db, metrics
+from services.alerting import AlertConfig
 from services.links import failures_path
 
 dash.register_page(__name__, path="/", title="Overview · Flowledger", name="Overview")
@@ -40,13 +42,21 @@ def update_overview_content(period: str, since: str | None, until: str | None):
     now = datetime.now(UTC)
     window = metrics.period(period, now=now, since=parse_time(since), until=parse_time(until)) \
         if period != "custom" or since else metrics.period("24h", now=now)
+    rule = alert_rule()
     with db.reader() as conn:
-        data = metrics.overview(conn, window=window)
+        data = metrics.overview(conn, window=window, threshold=rule.threshold, min_executions=rule.min_executions)
     if not data["kpis"]["executions"] and not data["kpis"]["events"]:
         return empty_state("Nothing recorded in this period",
                            "Send a webhook to start recording, or fill a demo ledger with flowledger demo.",
                            code=curl_example())
-    return html.Div([_kpis(data["kpis"]), _alert(data["crossings"]), _charts(data)])
+    return html.Div([_kpis(data["kpis"]), _alert(data["crossings"], rule), _charts(data, rule)])
+
+
+def alert_rule() -> AlertConfig:
+    """The rule paging uses (FLOWLEDGER_FAILURE_RATE_THRESHOLD, FLOWLEDGER_ALERT_MIN_EXECUTIONS): the overview
+    draws its line and reds its hours by the same one."""
+    settings = current_app.extensions["flowledger"].settings
+    return AlertConfig(threshold=settings.failure_rate_threshold, min_executions=settings.alert_min_executions)
 
 
 def _kpis(k: dict) -> html.Div:
@@ -64,18 +74,18 @@ def _kpis(k: dict) -> html.Div:
     ], className="fl-kpis")
 
 
-def _alert(crossings) -> html.Div | None:
+def _alert(crossings, rule: AlertConfig) -> html.Div | None:
+    line = f"{rule.threshold * 100:g}% failure-rate alert line"
     if crossings.empty:
-        return html.Div("No hour crossed the 5% failure-rate alert line in this period "
-                        f"(hours with at least {metrics.ALERT_MIN_EXECUTIONS} finished runs, as paging counts).",
+        return html.Div(f"No hour crossed the {line} in this period "
+                        f"(hours with at least {rule.min_executions} finished runs, as paging counts).",
                         className="fl-banner fl-banner--good")
     worst = crossings.iloc[0]
     start = worst["hour"].to_pydatetime()
     # The rate counts a run in the hour it finished, as failed or timed out: the link lists exactly those.
     link = failures_path(since=start, until=start + timedelta(hours=1))
     return html.Div([
-        html.Strong(f"{len(crossings)} hour(s) above the 5% failure-rate alert line "
-                    f"with at least {metrics.ALERT_MIN_EXECUTIONS} finished runs. "),
+        html.Strong(f"{len(crossings)} hour(s) above the {line} with at least {rule.min_executions} finished runs. "),
         f"Worst: {start:%Y-%m-%d %H:00} UTC — {format_percent(worst['rate'])} "
         f"({int(worst['failed'])} of {int(worst['executions'])} runs failed). ",
         dcc.Link("See the failed runs that finished in that hour →", href=link, id="overview-spike-link"),
@@ -87,9 +97,10 @@ def _graph(fig, name: str) -> dcc.Graph:
                      className="fl-panel")
 
 
-def _charts(data: dict) -> html.Div:
+def _charts(data: dict, rule: AlertConfig) -> html.Div:
+    hourly = figures.failure_rate_hourly(data["hourly"], threshold=rule.threshold, min_runs=rule.min_executions)
     return html.Div([
-        html.Div([_graph(figures.failure_rate_hourly(data["hourly"], min_runs=metrics.ALERT_MIN_EXECUTIONS), "hourly"),
+        html.Div([_graph(hourly, "hourly"),
                   _graph(figures.status_counts(data["status_counts"]), "status")], className="fl-grid-2-1"),
         _graph(figures.failure_rate_daily(data["daily"]), "daily"),
         html.Div([

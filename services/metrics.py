@@ -170,10 +170,13 @@ def workflow_health(conn: Connection, *, window: Period) -> pd.DataFrame:
     return _rates(frame, ALERT_THRESHOLD)
 
 
-def overview(conn: Connection, *, window: Period, workflow_id: str | None = None) -> dict[str, Any]:
-    """Everything the overview page shows for one period, read in one transaction."""
+def overview(conn: Connection, *, window: Period, workflow_id: str | None = None, threshold: float = ALERT_THRESHOLD,
+             min_executions: int = ALERT_MIN_EXECUTIONS) -> dict[str, Any]:
+    """Everything the overview page shows for one period, read in one transaction; hours cross the alert line
+    by the rule paging uses (threshold and min_executions: the configured alerting settings)."""
     counts = outcomes(conn, window=window, workflow_id=workflow_id)
-    hourly = failure_rate_hourly(conn, window=window, workflow_id=workflow_id, counts=counts)
+    hourly = failure_rate_hourly(conn, window=window, workflow_id=workflow_id, counts=counts, threshold=threshold,
+                                 min_executions=min_executions)
     return {
         "kpis": kpis(conn, window=window, workflow_id=workflow_id, counts=counts),
         "hourly": hourly,

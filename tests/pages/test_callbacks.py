@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import dash
 import pytest
 
+from components import theme
 from tests.services.dashboard_factories import record
 
 AT = datetime(2019, 9, 2, 8, 0, tzinfo=UTC)
@@ -55,6 +56,32 @@ def test_overview_for_a_custom_period_shows_the_failure_and_the_alert_banner(app
     # One failed run is above 5% but too few runs to page: the banner says no hour crossed, and why.
     assert "Success rate" in text and "No hour crossed the 5% failure-rate alert line" in text
     assert f"at least {pages.overview.metrics.ALERT_MIN_EXECUTIONS} finished runs" in text
+
+
+def test_the_overview_draws_the_alert_rule_paging_is_configured_with(app, pages, failed_run):
+    runtime = app.extensions["flowledger"]
+    default = runtime.settings
+    runtime.settings = default.model_copy(update={"failure_rate_threshold": 0.5, "alert_min_executions": 1})
+    try:
+        with app.test_request_context():
+            content = pages.overview.update_overview_content("custom", "2019-09-02T07:00", "2019-09-02T10:00")
+    finally:
+        runtime.settings = default
+    text = text_of(content)
+    # the one failed run now pages (50%, one run is enough): the banner, the line and the red bar say so
+    assert "1 hour(s) above the 50% failure-rate alert line with at least 1 finished runs." in text
+    [hourly] = [g.figure for g in _graphs(content) if g.id == "overview-hourly"]
+    assert any(a.text == "50% alert" for a in hourly.layout.annotations)
+    assert theme.RED in list(hourly.data[0].marker.color)
+
+
+def _graphs(component):
+    if isinstance(component, list | tuple):
+        return [g for c in component for g in _graphs(c)]
+    if component is None or isinstance(component, str | int | float):
+        return []
+    found = [component] if type(component).__name__ == "Graph" else []
+    return found + _graphs(getattr(component, "children", None))
 
 
 def test_a_custom_period_ending_before_it_starts_asks_to_correct_it_instead_of_reporting_a_failure(app, pages):
