@@ -13,6 +13,7 @@ from dash import html
 from flask import current_app, request
 
 from components.cards import error_state, input_problem
+from services.alerting import AlertConfig
 from services.errors import FlowledgerError, InvalidInput
 from services.payloads import PayloadConfig
 
@@ -32,6 +33,13 @@ def curl_example() -> str:
 def payload_config() -> PayloadConfig:
     """The process's payload settings (object store included)."""
     return current_app.extensions["flowledger"].payloads
+
+
+def alert_rule() -> AlertConfig:
+    """The rule paging uses (FLOWLEDGER_FAILURE_RATE_THRESHOLD, FLOWLEDGER_ALERT_MIN_EXECUTIONS): pages draw
+    alert lines and colour failure rates by the same one."""
+    settings = current_app.extensions["flowledger"].settings
+    return AlertConfig(threshold=settings.failure_rate_threshold, min_executions=settings.alert_min_executions)
 
 
 def has_route(rule: str, method: str = "POST") -> bool:

@@ -5,12 +5,11 @@ from datetime import UTC, datetime, timedelta
 
 import dash
 from dash import Input, Output, callback, dcc, html
-from flask import current_app
 
 from components import figures
 from components.cards import empty_state, kpi_card
 from components.format import format_duration, format_percent
-from pages.common import curl_example, field, panel_errors, parse_time
+from pages.common import alert_rule, curl_example, field, panel_errors, parse_time
 from services import db, metrics
 from services.alerting import AlertConfig
 from services.links import failures_path
@@ -51,12 +50,6 @@ def update_overview_content(period: str, since: str | None, until: str | None):
                            code=curl_example())
     return html.Div([_kpis(data["kpis"]), _alert(data["crossings"], rule), _charts(data, rule)])
 
-
-def alert_rule() -> AlertConfig:
-    """The rule paging uses (FLOWLEDGER_FAILURE_RATE_THRESHOLD, FLOWLEDGER_ALERT_MIN_EXECUTIONS): the overview
-    draws its line and reds its hours by the same one."""
-    settings = current_app.extensions["flowledger"].settings
-    return AlertConfig(threshold=settings.failure_rate_threshold, min_executions=settings.alert_min_executions)
 
 
 def _kpis(k: dict) -> html.Div:

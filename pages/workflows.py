@@ -8,7 +8,7 @@ from dash import Input, Output, callback, dcc, html
 
 from components.cards import empty_state, json_block
 from components.format import format_bytes, format_percent, iso
-from pages.common import href, panel_errors
+from pages.common import alert_rule, href, panel_errors
 from services import browse, db, forecast, metrics
 
 dash.register_page(__name__, path="/workflows", title="Workflows · Flowledger", name="Workflows")
@@ -41,7 +41,7 @@ def update_workflows_list(_):
 def _card(workflow_id: str, versions: list[dict], health, storage: dict | None = None) -> html.Div:
     latest = versions[0]
     rate = health.rate if health is not None else None
-    tone = "bad" if rate is not None and rate > metrics.ALERT_THRESHOLD else "good"
+    tone = "bad" if rate is not None and rate > alert_rule().threshold else "good"
     masking = latest["masking"] or {}
     facts = [("Latest version", latest["version"]), ("Trigger", _trigger(latest["definition"])),
              ("Retention", f"{latest['retention_days']} days" if latest["retention_days"] else "default"),

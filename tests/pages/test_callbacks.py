@@ -212,3 +212,21 @@ def test_text_hits_show_the_match_marked_not_as_markup_and_say_when_they_are_a_s
     assert marks(panel) == ["INV-2026-00001"]
     assert "sampled" not in shown and "more than" not in shown
     assert "more than 1 steps match" in text_of(sampled)
+
+
+def test_a_workflows_failure_rate_is_red_only_above_the_configured_alert_line(app, pages):
+    from types import SimpleNamespace
+
+    versions = [{"workflow_id": "wf", "version": 1, "definition": {"trigger": {"type": "manual"}},
+                 "retention_days": None, "retain_on_failure": False, "legal_hold": False, "masking": {},
+                 "created_at": AT, "created_by": None, "change_note": None}]
+    health = SimpleNamespace(rate=0.07, executions=100)
+    runtime = app.extensions["flowledger"]
+    default = runtime.settings
+    with app.test_request_context():
+        assert "fl-rate--bad" in str(pages.workflows._card("wf", versions, health))  # 7% is above 5%
+        runtime.settings = default.model_copy(update={"failure_rate_threshold": 0.1})
+        try:
+            assert "fl-rate--good" in str(pages.workflows._card("wf", versions, health))
+        finally:
+            runtime.settings = default
