@@ -35,8 +35,9 @@ def serve() -> None:
         connection_budget.ensure(runtime, lambda line: click.echo(line, err=True))
         where = "embedded PostgreSQL in " + str(settings.data_dir / "pgdata") if runtime.embedded \
             else "DATABASE_URL"
-        click.echo(f"flowledger: database ready ({where}); dashboard and API on "
-                   f"{settings.dashboard_url}/", err=True)
+        public = f" (public URL {settings.public_url})" if settings.public_url else ""
+        click.echo(f"flowledger: database ready ({where}); dashboard and API listening on "
+                   f"{settings.listen_url}/{public}", err=True)
         from app.auth import check_serve_binding  # refuses a non-loopback bind while no user exists
         check_serve_binding(runtime, lambda line: click.echo(line, err=True))
         run_server(runtime)

@@ -123,11 +123,12 @@ class Settings(BaseSettings):
 
     @property
     def dashboard_url(self) -> str:
-        """Where users open the dashboard: the public URL, else where serve listens (no trailing slash).
+        """Where users open the dashboard: the public URL, else where serve listens (no trailing slash)."""
+        return self.public_url.rstrip("/") if self.public_url else self.listen_url
 
-        A wildcard bind (0.0.0.0, ::) is reached on this machine through loopback."""
-        if self.public_url:
-            return self.public_url.rstrip("/")
+    @property
+    def listen_url(self) -> str:
+        """Where serve listens, as a URL this machine can open: a wildcard bind (0.0.0.0, ::) through loopback."""
         host = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(self.host, self.host)
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"

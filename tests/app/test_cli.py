@@ -116,6 +116,8 @@ def test_links_use_the_public_url_else_a_reachable_form_of_the_bind_address():
     assert Settings(host="::", port=9000).dashboard_url == "http://[::1]:9000"
     assert Settings(host="fd00::5", port=9000).dashboard_url == "http://[fd00::5]:9000"
     assert Settings(host="ledger.internal").dashboard_url == "http://ledger.internal:8050"
+    behind_proxy = Settings(public_url="https://ledger.example.com", host="0.0.0.0", port=9000)
+    assert behind_proxy.listen_url == "http://127.0.0.1:9000"  # what serve prints as where it listens
 
 
 def test_alerts_and_weekly_reports_link_to_where_serve_listens_without_a_public_url(database, tmp_path):
