@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dash
 import flask
-from dash import html
+from dash import Input, Output, html
 
 from app.runtime import Runtime
 
@@ -82,8 +82,23 @@ def init_app(server: flask.Flask, runtime: Runtime) -> dash.Dash:
         if name in dash.page_registry and hasattr(module, "layout"):
             dash.page_registry[name]["layout"] = module.layout
     app.layout = _shell()
+    app.clientside_callback(WHO_JS, Output("nav-user-name", "children"), Output("nav-signout", "hidden"),
+                            Input("_pages_location", "pathname"))
     server.extensions["dash"] = app
     return app
+
+
+# The header's "who am I": the signed-in user and role with Sign out, or that the ledger is still in open mode.
+WHO_JS = """
+function(_path) {
+    return window.flowledgerApi('GET', '/api/v1/me').then(function(r) {
+        var me = r.body || {};
+        if (!r.ok || !me.authenticated) { return ['', true]; }
+        if (me.via === 'open') { return ['open mode: no users yet', true]; }
+        return [me.name + ' · ' + me.role, me.via !== 'session'];
+    });
+}
+"""
 
 
 def _plotly_on_demand(app: dash.Dash) -> str:

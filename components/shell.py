@@ -26,8 +26,12 @@ def app_shell(page_container: Any, nav_items: list[tuple[str, str]] | None = Non
         href="/",
         className="fl-brand",
     )
+    # Who is signed in, filled in the browser from /api/v1/me (app/dashboard.py), with the way out.
+    user = html.Div([html.Span(id="nav-user-name", className="fl-nav__user-name"),
+                     html.A("Sign out", href="/logout", id="nav-signout", className="fl-nav__link", hidden=True)],
+                    className="fl-nav__user", id="nav-user")
     header = html.Header(
-        html.Nav([brand, html.Div(links, className="fl-nav__links")], className="fl-nav"), className="fl-header"
+        html.Nav([brand, html.Div(links, className="fl-nav__links"), user], className="fl-nav"), className="fl-header"
     )
     return html.Div([header, html.Main(page_container, className="fl-content")], className="fl-shell")
 

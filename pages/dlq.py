@@ -32,7 +32,9 @@ def update_dlq_groups(_):
     head = html.Thead(html.Tr([html.Th(t) for t in ("workflow", "error", "events", "first", "last", "")]))
     rows = [_row(i, g, can_replay) for i, g in enumerate(groups)]
     total = sum(g["events"] for g in groups)
-    return html.Div([html.P(f"{total:,} dead-lettered events in {len(groups)} groups.", className="fl-muted"),
+    counted = (f"{total:,} dead-lettered event{'' if total == 1 else 's'} in {len(groups)} "
+               f"group{'' if len(groups) == 1 else 's'}.")
+    return html.Div([html.P(counted, className="fl-muted"),
                      html.Table([head, html.Tbody(rows)], className="fl-table fl-panel")])
 
 

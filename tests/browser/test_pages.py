@@ -215,6 +215,14 @@ def test_an_event_page_shows_its_body_hash_and_executions(page):
     assert page.console_errors == []
 
 
+def test_the_header_says_the_ledger_is_in_open_mode_until_a_user_exists(page):
+    page.goto("/workflows")
+    page.wait_for_function("((document.querySelector('#nav-user-name') || {}).innerText || '').length > 0",
+                           timeout=30000)
+    assert page.inner_text("#nav-user-name") == "open mode: no users yet"
+    assert not page.is_visible("#nav-signout")
+
+
 def test_replaying_a_dead_letter_group_from_the_dashboard_queues_that_replay(page, served):
     """The dashboard's buttons call the API through assets/flowledger-api.js (JSON both ways, the CSRF header);
     it queues a replay of demo events."""
@@ -312,6 +320,11 @@ def test_a_signed_in_operator_uses_the_dashboard_with_the_sessions_csrf_token(br
         page.wait_for_function(
             "/queued as replay [0-9a-f-]{36}/.test(document.querySelector('#dlq-groups').innerText)", timeout=30000)
         shot(page, "dlq-replay-signed-in")
+        assert page.inner_text("#nav-user-name") == "ops · operator"
+        page.click("#nav-signout")
+        page.wait_for_selector("input[name=username]", timeout=30000)  # signed out: back to the sign-in form
+        page.goto("/dlq")
+        page.wait_for_selector("input[name=username]", timeout=30000)
         assert errors == []
     finally:
         context.close()

@@ -15,11 +15,14 @@ COMPONENTS = Path(__file__).resolve().parents[2] / "components"
 def test_shell_has_the_brand_and_one_link_per_nav_item():
     shell = app_shell(html.Div(id="page"), NAV_ITEMS)
     header, main = shell.children
-    brand, links = header.children.children
+    brand, links, user = header.children.children
     assert "Flowledger" in [child.children for child in brand.children]
     assert [(link.children, link.href) for link in links.children] == NAV_ITEMS
     assert all(isinstance(link, dcc.Link) for link in links.children)
     assert main.children.id == "page"
+    # who is signed in is filled in the browser; Sign out stays hidden until then
+    name, signout = user.children
+    assert name.id == "nav-user-name" and (signout.href, signout.hidden) == ("/logout", True)
 
 
 def test_default_navigation_lists_every_page():
