@@ -68,9 +68,7 @@ def query_command(q: str, workflow_id: str | None, status: str | None, since: st
         return
     if not page["items"]:
         click.echo("no matches")
-    # links a terminal can open: the dashboard's public URL, else where `flowledger serve` listens
-    settings = runtime.settings
-    base = settings.dashboard_url
+    base = runtime.settings.dashboard_url  # links a terminal can open: the public URL, else where serve listens
     for hit in page["items"]:
         where = " [archived]" if hit["archived"] else ""
         click.echo(f"{hit['workflow_id']}  {hit['status']}  {hit['step_name']}  {base}{hit['link']}{where}")

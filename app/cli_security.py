@@ -183,8 +183,9 @@ def seal_command() -> None:
         click.echo(f"sealed {len(created)} period(s){sealed}")
         return
     # Nothing new: say when the next hour can be sealed, so nobody reads 0 as "sealing is broken".
-    ready = sealing.period_of(now - sealing.GRACE) + sealing.PERIOD + sealing.GRACE
-    click.echo(f"nothing to seal yet{sealed}. The hour from {ready - sealing.GRACE - sealing.PERIOD:%H:00} UTC "
+    open_hour = sealing.period_of(now - sealing.GRACE)
+    ready = open_hour + sealing.PERIOD + sealing.GRACE
+    click.echo(f"nothing to seal yet{sealed}. The hour from {open_hour:%H:00} UTC "
                f"can be sealed from {ready:%Y-%m-%d %H:%M} UTC ({sealing.GRACE.seconds // 60} minutes after it "
                "ends, for transactions still committing).")
 

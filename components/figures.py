@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from components import theme
-from components.format import truncate
+from components.format import threshold_percent, truncate
 from components.replay import replay_comparison, replay_diff
 from components.timeline import execution_timeline, timeline_window
 
@@ -53,7 +53,7 @@ def failure_rate_hourly(rates: pd.DataFrame, *, threshold: float = 0.05, min_run
     crossed = frame[above]
     fig.add_trace(
         go.Scatter(
-            name=f"above {threshold * 100:g}%",
+            name=f"above {threshold_percent(threshold)}",
             x=crossed["hour"],
             y=crossed["rate"],
             mode="markers",
@@ -66,7 +66,7 @@ def failure_rate_hourly(rates: pd.DataFrame, *, threshold: float = 0.05, min_run
         y=threshold,
         line={"dash": "dash", "color": theme.RED, "width": 1.5},
         name="threshold",
-        annotation={"text": f"{threshold * 100:g}% alert", "font": {"color": theme.RED, "size": 11}},
+        annotation={"text": f"{threshold_percent(threshold)} alert", "font": {"color": theme.RED, "size": 11}},
         annotation_position="top left",
     )
     top = max(float(frame["rate"].max()), threshold) * 1.15

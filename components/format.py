@@ -51,6 +51,11 @@ def format_percent(rate: float | None, *, digits: int = 1) -> str:
     return f"{rate * 100:.{digits}f}%"
 
 
+def threshold_percent(rate: float) -> str:
+    """An alert threshold as a percentage without needless digits: 0.05 -> '5%', 0.075 -> '7.5%'."""
+    return f"{rate * 100:g}%"
+
+
 def iso(value: Any) -> str:
     """A time as 'YYYY-MM-DD HH:MM:SS UTC', or a dash."""
     if not isinstance(value, datetime):

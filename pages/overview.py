@@ -8,7 +8,7 @@ from dash import Input, Output, callback, dcc, html
 
 from components import figures
 from components.cards import empty_state, kpi_card
-from components.format import format_duration, format_percent
+from components.format import format_duration, format_percent, threshold_percent
 from pages.common import alert_rule, curl_example, field, panel_errors, parse_time
 from services import db, metrics
 from services.alerting import AlertConfig
@@ -51,7 +51,6 @@ def update_overview_content(period: str, since: str | None, until: str | None):
     return html.Div([_kpis(data["kpis"]), _alert(data["crossings"], rule), _charts(data, rule)])
 
 
-
 def _kpis(k: dict) -> html.Div:
     rate = k["success_rate"]
     tone = "neutral" if rate is None else "good" if rate >= 0.95 else "warn" if rate >= 0.9 else "bad"
@@ -68,7 +67,7 @@ def _kpis(k: dict) -> html.Div:
 
 
 def _alert(crossings, rule: AlertConfig) -> html.Div | None:
-    line = f"{rule.threshold * 100:g}% failure-rate alert line"
+    line = f"{threshold_percent(rule.threshold)} failure-rate alert line"
     if crossings.empty:
         return html.Div(f"No hour crossed the {line} in this period "
                         f"(hours with at least {rule.min_executions} finished runs, as paging counts).",
